@@ -1,0 +1,52 @@
+"""One process at a time runs a given campaign: an advisory file lock in the home."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from types import TracebackType
+
+from genesis_platform.errors import CampaignError
+
+__all__ = ["CampaignLock"]
+
+
+class CampaignLock:
+    """Held while a process runs a campaign; released by the OS if the process dies.
+
+    Args:
+        folder: Where lock files live.
+        campaign_id: Which campaign.
+    """
+
+    def __init__(self, folder: Path, campaign_id: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._path = folder / f"campaign-{campaign_id}.lock"
+        self._id = campaign_id
+        self._fd: int | None = None
+
+    def __enter__(self) -> CampaignLock:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise CampaignError(
+                f"campaign {self._id} is being run by another process; wait for it or stop it "
+                "before resuming",
+                campaign=self._id,
+            ) from None
+        self._fd = fd
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,235 @@
+"""Trial runners: how a campaign turns a point into a measurement.
+
+A runner adapts a lab :class:`~genesis_platform.labs.protocols.Station` or a compute
+:class:`~genesis_platform.compute.protocols.Executor` to the loop. Its external ids are
+chosen *before* dispatch (from the trial id and attempt), so the engine can store them
+first and a restarted platform knows what was in flight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from genesis_platform.campaigns.spec import CampaignSpec, RunnerSpec
+from genesis_platform.compute.local import LocalExecutor, resolve_function
+from genesis_platform.compute.protocols import Executor, TaskResult, TaskSpec
+from genesis_platform.errors import CampaignSpecError, InvalidInput, TaskFailed
+from genesis_platform.labs.protocols import Measurement, Operation, Station
+from genesis_platform.labs.registry import open_station
+from genesis_platform.planning.protocols import ParamValue
+
+__all__ = ["Outcome", "SiteRunner", "StationRunner", "TrialRunner", "make_runner"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished trial: measured values and the resources it used."""
+
+    values: Mapping[str, float]
+    usage: Mapping[str, float] = field(default_factory=dict)
+
+
+class TrialRunner(Protocol):
+    """What the campaign engine needs of a place that runs trials."""
+
+    label: str
+
+    def slots(self) -> int:
+        """How many trials may run at once."""
+        ...
+
+    def external_id(self, trial_id: int, attempt: int) -> str:
+        """The id under which attempt ``attempt`` of trial ``trial_id`` is dispatched."""
+        ...
+
+    def start(self, external_id: str, params: Mapping[str, ParamValue]) -> Future[Outcome]:
+        """Dispatch one attempt; the future resolves to its outcome."""
+        ...
+
+    def reattach(self, external_id: str) -> Future[Outcome] | None:
+        """The future of an attempt dispatched by an earlier process, or None if lost."""
+        ...
+
+    def close(self) -> None:
+        """Release the station or executor."""
+        ...
+
+
+class StationRunner:
+    """Runs trials as operations on a lab station."""
+
+    def __init__(self, name: str, station: Station, slots: int) -> None:
+        self.label = f"station:{name}"
+        self._station = station
+        self._slots = slots
+
+    def slots(self) -> int:
+        """Parallel operations the campaign uses."""
+        return self._slots
+
+    def external_id(self, trial_id: int, attempt: int) -> str:
+        """``station:NAME:trial-ID.ATTEMPT``."""
+        return f"{self.label}:trial-{trial_id}.{attempt}"
+
+    def start(self, external_id: str, params: Mapping[str, ParamValue]) -> Future[Outcome]:
+        """Send the operation to the station."""
+        return _then(self._station.run(Operation(external_id, dict(params))), _from_measurement)
+
+    def reattach(self, external_id: str) -> Future[Outcome] | None:
+        """Simulated stations run in this process: what was in flight died with it."""
+        return None
+
+    def close(self) -> None:
+        """Release the station."""
+        self._station.close()
+
+
+class SiteRunner:
+    """Runs trials as calls of a Python function on a compute site."""
+
+    def __init__(self, site: str, function: str, executor: Executor, slots: int) -> None:
+        self.label = f"site:{site}"
+        self._function = function
+        self._executor = executor
+        self._slots = slots
+
+    def slots(self) -> int:
+        """Parallel tasks the campaign uses."""
+        return self._slots
+
+    def external_id(self, trial_id: int, attempt: int) -> str:
+        """``site:NAME:trial-ID.ATTEMPT``."""
+        return f"{self.label}:trial-{trial_id}.{attempt}"
+
+    def start(self, external_id: str, params: Mapping[str, ParamValue]) -> Future[Outcome]:
+        """Submit the function call."""
+        task = TaskSpec(function=self._function, kwargs=dict(params), name=external_id)
+        return _then(self._executor.submit(task), _from_task_result)
+
+    def reattach(self, external_id: str) -> Future[Outcome] | None:
+        """Local process-pool tasks die with the platform: nothing to re-attach."""
+        return None
+
+    def close(self) -> None:
+        """Shut the executor down without waiting for stragglers."""
+        self._executor.shutdown(wait=False)
+
+
+def make_runner(spec: CampaignSpec) -> TrialRunner:
+    """Open the station or executor that ``spec.runner`` names.
+
+    Raises:
+        CampaignSpecError: unknown station or site, bad function reference, or a station
+            that does not take the campaign's parameters or measure its objectives.
+    """
+    runner = spec.runner
+    try:
+        if runner.station is not None:
+            return _station_runner(runner, spec)
+        return _site_runner(runner, spec)
+    except CampaignSpecError:
+        raise
+    except InvalidInput as exc:
+        field = exc.field if exc.field.startswith("runner") else f"runner.{exc.field}"
+        raise CampaignSpecError(field, exc.problem, exc.fix) from None
+
+
+def check_runner(spec: CampaignSpec) -> None:
+    """Validate ``spec.runner`` without keeping anything open."""
+    make_runner(spec).close()
+
+
+def _station_runner(runner: RunnerSpec, spec: CampaignSpec) -> StationRunner:
+    assert runner.station is not None
+    options = {"slots": spec.budget.parallel, "seed": spec.seed, **runner.options}
+    station = open_station(runner.station, **options)
+    info = station.describe()
+    try:
+        _check_station_fits(info.parameters, info.measurements, spec, runner.station)
+    except CampaignSpecError:
+        station.close()
+        raise
+    return StationRunner(runner.station, station, min(info.slots, spec.budget.parallel))
+
+
+def _check_station_fits(
+    parameters: Mapping[str, Any], measurements: Mapping[str, Any], spec: CampaignSpec, name: str
+) -> None:
+    for param in spec.space:
+        if param not in parameters:
+            raise CampaignSpecError(
+                f"space.{param}",
+                f"station {name!r} has no parameter {param!r}",
+                f"its parameters are {sorted(parameters)}",
+            )
+    for objective in spec.objectives:
+        if objective not in measurements:
+            raise CampaignSpecError(
+                f"objectives.{objective}",
+                f"station {name!r} does not measure {objective!r}",
+                f"it measures {sorted(measurements)}",
+            )
+
+
+def _site_runner(runner: RunnerSpec, spec: CampaignSpec) -> SiteRunner:
+    assert runner.site is not None and runner.function is not None
+    if runner.site != "local":
+        raise CampaignSpecError(
+            "runner.site", f"unknown site {runner.site!r}", "the built-in site is local"
+        )
+    resolve_function(runner.function)
+    unknown = set(runner.options) - {"max_workers"}
+    if unknown:
+        raise CampaignSpecError(
+            f"runner.options.{sorted(unknown)[0]}", "unknown option", "local takes max_workers"
+        )
+    workers = int(runner.options.get("max_workers", spec.budget.parallel))
+    return SiteRunner(runner.site, runner.function, LocalExecutor(workers), workers)
+
+
+def _from_measurement(measurement: Measurement) -> Outcome:
+    return Outcome(dict(measurement.values), {"instrument_seconds": measurement.duration_s})
+
+
+def _from_task_result(result: TaskResult) -> Outcome:
+    output = result.output
+    if not isinstance(output, Mapping):
+        raise TaskFailed(
+            f"the function returned {type(output).__name__}, expected a dict of measured values"
+        )
+    values: dict[str, float] = {}
+    for key, value in output.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            values[str(key)] = float(value)
+    return Outcome(values, dict(result.usage))
+
+
+def _then(future: Future[T], convert: Callable[[T], U]) -> Future[U]:
+    """A future of ``convert(future.result())``, failing as ``future`` or ``convert`` fails."""
+    out: Future[U] = Future()
+    out.set_running_or_notify_cancel()
+
+    def done(source: Future[T]) -> None:
+        try:
+            out.set_result(convert(source.result()))
+        except BaseException as exc:  # noqa: BLE001 - the failure is the future's result
+            out.set_exception(exc)
+
+    future.add_done_callback(done)
+    return out
+
+
+def finite_values(values: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numeric entries of ``values``."""
+    return {
+        k: float(v)
+        for k, v in values.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }

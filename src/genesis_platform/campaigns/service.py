@@ -1,0 +1,310 @@
+"""The campaign service (``p.campaigns``) and the :class:`Campaign` handle."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from genesis_platform.campaigns.engine import CampaignEngine, best_of, dataset_name, model_name
+from genesis_platform.campaigns.lock import CampaignLock
+from genesis_platform.campaigns.progress import ProgressBar
+from genesis_platform.campaigns.runners import check_runner, make_runner
+from genesis_platform.campaigns.spec import CampaignSpec, load_spec, space_to_dict
+from genesis_platform.catalog.tables import Campaign as CampaignRow
+from genesis_platform.catalog.tables import ObservationRow, Trial
+from genesis_platform.data.service import DatasetService
+from genesis_platform.errors import CampaignError, CampaignSpecError, InvalidInput, NotFound
+from genesis_platform.governance import Resource, ServiceContext
+from genesis_platform.modelhub.service import ModelService
+from genesis_platform.planning.protocols import Planner
+from genesis_platform.planning.registry import make_planner
+
+__all__ = ["Campaign", "CampaignInfo", "CampaignService", "TrialInfo"]
+
+_RESUMABLE = ("created", "running", "stopped", "failed")
+
+
+@dataclass(frozen=True)
+class TrialInfo:
+    """One trial as stored."""
+
+    id: int
+    number: int
+    state: str
+    params: dict[str, Any]
+    values: dict[str, float] | None
+    attempts: int
+    external_id: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CampaignInfo:
+    """A campaign's state and results so far."""
+
+    id: int
+    name: str
+    state: str
+    objective: str
+    direction: str
+    n_trials: int
+    n_observed: int
+    n_failed: int
+    best: float | None
+    best_params: dict[str, Any] | None
+    wall_seconds: float
+    stop_reason: str
+    error: str
+    dataset: str | None
+    model: str | None
+    created_at: dt.datetime
+    trials: tuple[TrialInfo, ...] = field(default=(), repr=False)
+
+    def to_dict(self, with_trials: bool = False) -> dict[str, Any]:
+        """JSON-ready form; ``trials`` included on request."""
+        out = {k: v for k, v in asdict(self).items() if k != "trials"}
+        out["created_at"] = self.created_at.isoformat()
+        if with_trials:
+            out["trials"] = [t.to_dict() for t in self.trials]
+        return out
+
+
+class CampaignService:
+    """Campaigns of one platform (``p.campaigns``)."""
+
+    def __init__(self, ctx: ServiceContext, datasets: DatasetService, models: ModelService) -> None:
+        self._ctx = ctx
+        self._datasets = datasets
+        self._models = models
+
+    def create(self, spec: CampaignSpec | Mapping[str, Any] | None = None, **fields: Any) -> Campaign:
+        """Validate and store a new campaign; nothing runs until :meth:`Campaign.run`.
+
+        Pass a :class:`CampaignSpec`, a mapping in the campaign-file form, or its fields as
+        keywords (``space`` may hold ``Real``/``Int``/``Choice``; ``runner`` may be
+        :func:`on_station` or :func:`on_site`; ``budget`` a :class:`Budget`).
+
+        Raises:
+            CampaignSpecError: a field does not validate; the message names it.
+        """
+        spec = _coerce_spec(spec, fields)
+        make_planner(
+            spec.planner.kind,
+            spec.build_space(),
+            spec.objectives,
+            seed=spec.seed,
+            options=spec.planner.options,
+        )
+        check_runner(spec)
+        with self._ctx.mutation("write", Resource("campaign", spec.name), {"op": "create"}) as s:
+            row = CampaignRow(
+                name=spec.name, spec=spec.to_dict(), state="created", created_by=self._who
+            )
+            s.add(row)
+            s.flush()
+            campaign_id = row.id
+        return Campaign(self, campaign_id, spec)
+
+    def from_file(self, path: str | Path) -> Campaign:
+        """Create a campaign from a YAML campaign file."""
+        return self.create(load_spec(path))
+
+    def get(self, campaign_id: int | str) -> Campaign:
+        """The campaign with this id."""
+        cid = _parse_id(campaign_id)
+        with self._ctx.reading(Resource("campaign", str(cid))) as s:
+            row = s.get(CampaignRow, cid)
+            if row is None:
+                raise NotFound("campaign", cid, "`genesis campaign list` shows the campaigns")
+            return Campaign(self, cid, CampaignSpec.from_dict(row.spec))
+
+    def list(self) -> list[CampaignInfo]:
+        """Every campaign, newest first."""
+        with self._ctx.reading(Resource("campaign", "*")) as s:
+            rows = s.scalars(select(CampaignRow).order_by(CampaignRow.id.desc())).all()
+            return [self._info(s, row, with_trials=False) for row in rows]
+
+    def info(self, campaign_id: int, with_trials: bool = False) -> CampaignInfo:
+        """State and results of one campaign."""
+        with self._ctx.reading(Resource("campaign", str(campaign_id))) as s:
+            row = s.get(CampaignRow, campaign_id)
+            if row is None:
+                raise NotFound("campaign", campaign_id)
+            return self._info(s, row, with_trials)
+
+    def resume(self, campaign_id: int | str) -> Campaign:
+        """The campaign, checked to be resumable (not completed)."""
+        campaign = self.get(campaign_id)
+        state = campaign.info().state
+        if state not in _RESUMABLE:
+            raise CampaignError(
+                f"campaign {campaign.id} is {state}; there is nothing to resume",
+                campaign=campaign.id,
+                state=state,
+            )
+        return campaign
+
+    def _run(self, campaign: Campaign, progress: bool) -> CampaignInfo:
+        spec = campaign.spec
+        with CampaignLock(self._ctx.home / "locks", campaign.id):
+            planner = self._planner(spec)
+            runner = make_runner(spec)
+            objective = next(iter(spec.objectives))
+            if progress:
+                with ProgressBar(f"{spec.name} #{campaign.id}", objective) as bar:
+                    self._engine(campaign, planner, runner, bar).run()
+            else:
+                self._engine(campaign, planner, runner, None).run()
+        return self.info(campaign.id)
+
+    def _engine(self, campaign: Campaign, planner: Planner, runner: Any, bar: Any) -> CampaignEngine:
+        return CampaignEngine(
+            self._ctx, campaign.id, campaign.spec, planner, runner, self._datasets, self._models, bar
+        )
+
+    @staticmethod
+    def _planner(spec: CampaignSpec) -> Planner:
+        return make_planner(
+            spec.planner.kind,
+            spec.build_space(),
+            spec.objectives,
+            seed=spec.seed,
+            options=spec.planner.options,
+        )
+
+    @property
+    def _who(self) -> str:
+        return str(self._ctx.principal)
+
+    def _info(self, s: Session, row: CampaignRow, with_trials: bool) -> CampaignInfo:
+        spec = CampaignSpec.from_dict(row.spec)
+        objective, direction = next(iter(spec.objectives.items()))
+        counts: dict[str, int] = {
+            state: n
+            for state, n in s.execute(
+                select(Trial.state, func.count())
+                .where(Trial.campaign_id == row.id)
+                .group_by(Trial.state)
+            )
+        }
+        trials = _trials(s, row.id)
+        best = best_of(
+            [{**t.params, **(t.values or {})} for t in trials if t.values], objective, direction
+        )
+        return CampaignInfo(
+            id=row.id,
+            name=row.name,
+            state=row.state,
+            objective=objective,
+            direction=direction,
+            n_trials=sum(counts.values()),
+            n_observed=counts.get("observed", 0),
+            n_failed=counts.get("failed", 0) + counts.get("interrupted", 0),
+            best=None if best is None else float(best[objective]),
+            best_params=None if best is None else {k: best[k] for k in spec.space},
+            wall_seconds=row.wall_seconds,
+            stop_reason=row.stop_reason,
+            error=row.error,
+            dataset=self._latest_ref("dataset", dataset_name(row.id, row.name), row.dataset_id),
+            model=self._latest_ref("model", model_name(row.id, row.name), row.model_id),
+            created_at=row.created_at,
+            trials=tuple(trials) if with_trials else (),
+        )
+
+    def _latest_ref(self, kind: str, name: str, row_id: int | None) -> str | None:
+        if row_id is None:
+            return None
+        service = self._datasets if kind == "dataset" else self._models
+        return service.get(name).ref
+
+
+class Campaign:
+    """A handle on one stored campaign."""
+
+    def __init__(self, service: CampaignService, campaign_id: int, spec: CampaignSpec) -> None:
+        self._service = service
+        self.id = campaign_id
+        self.spec = spec
+
+    @property
+    def name(self) -> str:
+        """The campaign's name."""
+        return self.spec.name
+
+    def run(self, progress: bool = False) -> CampaignInfo:
+        """Run (or go on running) until the budget or a stopping rule ends it.
+
+        Args:
+            progress: Show a live progress bar with the best value so far.
+
+        Returns:
+            The campaign's final state and results.
+        """
+        return self._service._run(self, progress)
+
+    def info(self, with_trials: bool = False) -> CampaignInfo:
+        """State and results now."""
+        return self._service.info(self.id, with_trials)
+
+    def trials(self) -> list[TrialInfo]:
+        """Every trial, in proposal order."""
+        return list(self.info(with_trials=True).trials)
+
+    def __repr__(self) -> str:
+        return f"Campaign(id={self.id}, name={self.name!r})"
+
+
+def _coerce_spec(spec: CampaignSpec | Mapping[str, Any] | None, fields: dict[str, Any]) -> CampaignSpec:
+    if isinstance(spec, CampaignSpec):
+        if fields:
+            raise InvalidInput("create", "give a spec or keyword fields, not both")
+        return spec
+    data = dict(spec or {}) | fields
+    if "space" in data and isinstance(data["space"], Mapping):
+        data["space"] = space_to_dict(data["space"])
+    for key in ("runner", "budget", "stop", "planner"):
+        value = data.get(key)
+        if hasattr(value, "model_dump"):
+            data[key] = value.model_dump(mode="json", exclude_none=True)
+    return CampaignSpec.from_dict(data)
+
+
+def _parse_id(value: int | str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise CampaignSpecError(
+            "id", f"{value!r} is not a campaign id", "use the number `genesis campaign list` shows"
+        ) from None
+
+
+def _trials(s: Session, campaign_id: int) -> list[TrialInfo]:
+    rows = s.execute(
+        select(Trial, ObservationRow.values)
+        .outerjoin(ObservationRow, ObservationRow.trial_id == Trial.id)
+        .where(Trial.campaign_id == campaign_id)
+        .order_by(Trial.number)
+    ).all()
+    return [
+        TrialInfo(
+            id=t.id,
+            number=t.number,
+            state=t.state,
+            params=dict(t.params),
+            values=None if values is None else dict(values),
+            attempts=t.attempts,
+            external_id=t.external_id,
+            error=t.error,
+        )
+        for t, values in rows
+    ]

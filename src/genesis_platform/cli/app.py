@@ -1,0 +1,61 @@
+"""The root ``genesis`` command and its error handling (the one place that maps errors to
+exit codes)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from rich.markup import escape
+
+from genesis_platform import __version__
+from genesis_platform.cli import campaign, data, lineage, model, station
+from genesis_platform.cli._common import err_console, exit_code
+from genesis_platform.errors import GenesisError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="genesis",
+    help="Genesis: closed-loop, AI-driven science on compute, data, models and labs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(campaign.app, name="campaign")
+app.add_typer(data.app, name="data")
+app.add_typer(model.app, name="model")
+app.add_typer(station.app, name="station")
+app.command("lineage")(lineage.lineage)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"genesis {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Genesis: closed-loop, AI-driven science."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the ``genesis`` command; exit 2 on bad input, 3 on denied access, 1 on failure."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except GenesisError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(exit_code(exc))
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("interrupted")
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,1 @@
+"""Compute: run tasks on sites through the :class:`~.protocols.Executor` protocol."""

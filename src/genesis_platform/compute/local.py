@@ -1,0 +1,489 @@
+"""The local executor: tasks run on this machine, callables in worker processes.
+
+:class:`LocalExecutor` runs at most ``max_workers`` tasks at once. A Python callable (given by
+reference, ``"package.module:function"``) runs in a
+:class:`~concurrent.futures.ProcessPoolExecutor` started with the ``forkserver`` method (not
+``fork``: the platform's process has threads, and forking a threaded process can deadlock).
+A command runs as a subprocess in its own session, waited on by a thread.
+
+Walltime (``resources.walltime_s``) is enforced as follows:
+
+- commands: the whole process group is killed (SIGKILL) at the limit;
+- callables: the worker interrupts the function with SIGALRM at the limit, which stops
+  Python code and sleeps. Code stuck inside a C extension cannot be interrupted: the task's
+  future still fails ``walltime_s + 2`` seconds after it started, but the worker process
+  stays busy until the function returns (and :meth:`LocalExecutor.shutdown` with ``wait``
+  waits for it).
+
+Both kinds of task see the environment of the submitting process at :meth:`submit` time,
+updated with ``task.env``; ``resources`` other than ``walltime_s`` are not enforced. Logs
+are a command's stdout and stderr, interleaved, or what a callable printed through
+``sys.stdout``/``sys.stderr`` (output written by C code straight to file descriptors 1 and 2
+is not captured); both keep their last 64,000 characters.
+
+Limits: POSIX only (``forkserver``, SIGALRM, ``os.wait4``). A command runs in its own
+session so that its whole process tree can be killed at the walltime; the flip side is that
+killing the platform's process group does not reach it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import multiprocessing
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from types import FrameType, TracebackType
+from typing import IO, Any
+
+from genesis_platform.compute.protocols import TaskResult, TaskSpec
+from genesis_platform.errors import ExecutorError, InvalidInput, TaskFailed
+
+__all__ = ["LocalExecutor", "resolve_function"]
+
+_REFERENCE_FIX = "write it as package.module:function, importable on the site"
+_LOG_LIMIT_CHARS = 64_000
+"""Captured logs keep this many trailing characters."""
+_FAILURE_TAIL_CHARS = 4_000
+"""A failed command's error keeps this many trailing characters of its log."""
+_WALLTIME_GRACE_S = 2.0
+"""How long after the walltime the parent gives up on an uninterruptible callable, s."""
+
+
+def resolve_function(reference: str) -> Callable[..., Any]:
+    """Import the callable named by ``"package.module:function"``.
+
+    The part after the colon may be dotted (``"pkg.mod:Class.method"``).
+
+    Raises:
+        InvalidInput: (field ``function``) the reference is malformed, the module cannot be
+            imported, the attribute is missing, or it is not callable.
+    """
+    module_name, attribute = _split_reference(reference)
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        problem = f"cannot import module '{module_name}' ({type(exc).__name__}: {exc})"
+        raise InvalidInput("function", problem, _REFERENCE_FIX) from exc
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            problem = f"module '{module_name}' has no attribute '{attribute}'"
+            raise InvalidInput("function", problem, _REFERENCE_FIX) from None
+    if not callable(target):
+        raise InvalidInput("function", f"'{reference}' is not callable", _REFERENCE_FIX)
+    return target  # type: ignore[no-any-return]
+
+
+def _split_reference(reference: object) -> tuple[str, str]:
+    if not isinstance(reference, str) or reference.count(":") != 1:
+        raise InvalidInput("function", f"{reference!r} is not a reference", _REFERENCE_FIX)
+    module_name, attribute = reference.split(":")
+    dotted = (module_name, attribute)
+    if not all(name and all(p.isidentifier() for p in name.split(".")) for name in dotted):
+        raise InvalidInput("function", f"{reference!r} is not a reference", _REFERENCE_FIX)
+    return module_name, attribute
+
+
+class LocalExecutor:
+    """Runs tasks on this machine: callables in worker processes, commands as subprocesses.
+
+    Args:
+        max_workers: Tasks run at once (default: the CPUs this process may use).
+
+    Raises:
+        InvalidInput: ``max_workers`` is not a positive integer.
+    """
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        workers = _default_workers() if max_workers is None else max_workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise InvalidInput("max_workers", f"must be a positive integer, got {workers!r}")
+        self._max_workers = workers
+        self._context = multiprocessing.get_context("forkserver")
+        self._processes: ProcessPoolExecutor | None = None  # started by the first callable
+        self._threads = ThreadPoolExecutor(workers, thread_name_prefix="genesis-local")
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._closed = False  # no new tasks
+        self._pool_closed = False  # no new process pool either (set after the threads stop)
+
+    @property
+    def max_workers(self) -> int:
+        """How many tasks run at once."""
+        return self._max_workers
+
+    def submit(self, task: TaskSpec) -> Future[TaskResult]:
+        """Start ``task`` (or queue it until a slot frees) and return its future at once.
+
+        Raises:
+            InvalidInput: The task is malformed: not exactly one of function and command, a
+                bad function reference (field ``function``), kwargs that are not
+                JSON-serializable (field ``kwargs``), or an empty command (``command``).
+            ExecutorError: The executor is shut down.
+        """
+        _check_task(task)
+        env = {**os.environ, **task.env}
+        with self._lock:
+            if self._closed:
+                raise ExecutorError("the local executor is shut down; create a new one")
+            self._in_flight += 1
+        try:
+            future = self._threads.submit(self._run, task, env)
+        except RuntimeError as exc:  # shut down by another thread meanwhile
+            self._release()
+            raise ExecutorError("the local executor is shut down; create a new one") from exc
+        future.add_done_callback(self._release_cancelled)
+        return future
+
+    def capacity(self) -> int:
+        """Free slots: ``max_workers`` minus tasks queued or running."""
+        with self._lock:
+            return 0 if self._closed else max(0, self._max_workers - self._in_flight)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop accepting tasks.
+
+        Args:
+            wait: Block until queued and running tasks finish. Without it, queued tasks
+                are cancelled and running ones finish in the background.
+        """
+        with self._lock:
+            self._closed = True
+        self._threads.shutdown(wait=wait, cancel_futures=not wait)
+        with self._lock:
+            self._pool_closed = True
+            processes = self._processes
+        if processes is not None:
+            processes.shutdown(wait=wait, cancel_futures=not wait)
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown(wait=True)
+
+    def __repr__(self) -> str:
+        return f"LocalExecutor(max_workers={self._max_workers})"
+
+    def _release(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _release_cancelled(self, future: Future[TaskResult]) -> None:
+        """Free the slot of a task cancelled before it started (``_run`` never ran)."""
+        if future.cancelled():
+            self._release()
+
+    def _run(self, task: TaskSpec, env: dict[str, str]) -> TaskResult:
+        """Thread body: run one task to completion (raises TaskFailed or ExecutorError)."""
+        try:
+            if task.function is not None:
+                return self._run_callable(task.function, task, env)
+            assert task.command is not None  # checked by _check_task
+            return _run_command(tuple(task.command), task, env)
+        finally:
+            # Before the future resolves, so capacity() is exact once result() returns.
+            self._release()
+
+    def _run_callable(self, function: str, task: TaskSpec, env: dict[str, str]) -> TaskResult:
+        walltime = task.resources.walltime_s
+        call = _Call(function, dict(task.kwargs), env, task.cwd, walltime)
+        pool = self._process_pool()
+        try:
+            pending = pool.submit(_call_in_worker, call)
+        except BrokenProcessPool as exc:
+            self._replace_broken_pool(pool)
+            raise ExecutorError(f"the local executor's pool was broken, resubmit: {exc}") from exc
+        except RuntimeError as exc:
+            raise ExecutorError(f"the local executor cannot start the task: {exc}") from exc
+        timeout = None if walltime is None else walltime + _WALLTIME_GRACE_S
+        try:
+            outcome = pending.result(timeout=timeout)
+        except TimeoutError:
+            pending.cancel()
+            raise TaskFailed(
+                f"walltime exceeded: {function} ran longer than {walltime} s and could not "
+                "be interrupted (its worker stays busy until it returns)"
+            ) from None
+        except CancelledError:
+            raise ExecutorError("the local executor shut down before the task started") from None
+        except BrokenProcessPool as exc:
+            self._replace_broken_pool(pool)
+            raise ExecutorError(
+                "a worker process died abruptly (crash, kill or out of memory) while running "
+                f"{function}; the pool was restarted, resubmit the task"
+            ) from exc
+        return outcome.result()
+
+    def _process_pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._processes is None:
+                if self._pool_closed:
+                    raise ExecutorError("the local executor shut down before the task started")
+                self._processes = ProcessPoolExecutor(self._max_workers, mp_context=self._context)
+            return self._processes
+
+    def _replace_broken_pool(self, broken: ProcessPoolExecutor) -> None:
+        """Start a fresh pool in place of ``broken`` (once, however many tasks saw it break)."""
+        with self._lock:
+            if self._pool_closed or self._processes is not broken:
+                return
+            self._processes = ProcessPoolExecutor(self._max_workers, mp_context=self._context)
+        broken.shutdown(wait=False)
+
+
+def _default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _check_task(task: TaskSpec) -> None:
+    if (task.function is None) == (task.command is None):
+        raise InvalidInput(
+            "task", "give exactly one of function and command", "e.g. function: mypkg.sim:run"
+        )
+    if task.function is not None:
+        resolve_function(task.function)
+        try:
+            json.dumps(dict(task.kwargs))
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(
+                "kwargs", f"not JSON-serializable: {exc}", "pass numbers, strings, lists, dicts"
+            ) from exc
+    elif not task.command or not all(isinstance(arg, str) for arg in task.command):
+        raise InvalidInput("command", "must be a non-empty list of strings", "e.g. [echo, hi]")
+
+
+# -- callables, in the worker process ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What a worker process needs to run one callable."""
+
+    function: str
+    kwargs: dict[str, Any]
+    env: dict[str, str]
+    cwd: str | None
+    walltime_s: float | None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What a worker process sends back: the value or the error, logs and usage."""
+
+    output: Any
+    error: str | None
+    traceback: str
+    logs: str
+    wall_seconds: float
+    core_seconds: float
+    pid: int
+
+    def result(self) -> TaskResult:
+        """The task's result, or raise :class:`TaskFailed` with the remote traceback."""
+        usage = {"wall_seconds": self.wall_seconds, "core_seconds": self.core_seconds}
+        if self.error is not None:
+            raise TaskFailed(self.error, traceback=self.traceback, logs=self.logs, usage=usage)
+        return TaskResult(self.output, self.logs, usage, f"local:{self.pid}:{uuid.uuid4().hex}")
+
+
+class _WalltimeExceeded(BaseException):
+    """Raised in the worker by SIGALRM; a BaseException so ``except Exception`` lets it by."""
+
+
+def _call_in_worker(call: _Call) -> _Outcome:
+    """Run one callable in this (worker) process and report what happened."""
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    logs = io.StringIO()
+    output: Any = None
+    error: str | None = None
+    trace = ""
+    with contextlib.redirect_stdout(logs), contextlib.redirect_stderr(logs):
+        try:
+            with _environment(call.env, call.cwd):
+                function = resolve_function(call.function)
+                # Usage counts the call, not the first import of its module.
+                start_wall, start_cpu = time.perf_counter(), time.process_time()
+                with _alarm(call.walltime_s):
+                    output = function(**call.kwargs)
+                output = _jsonable(output)
+        except _WalltimeExceeded:
+            error = f"walltime exceeded: {call.function} ran longer than {call.walltime_s} s"
+            trace = traceback.format_exc()
+        except BaseException as exc:  # the task's own failure, reported to the parent
+            error = f"{type(exc).__name__}: {exc}"
+            trace = traceback.format_exc()
+    return _Outcome(
+        output=output,
+        error=error,
+        traceback=trace,
+        logs=logs.getvalue()[-_LOG_LIMIT_CHARS:],
+        wall_seconds=time.perf_counter() - start_wall,
+        core_seconds=time.process_time() - start_cpu,
+        pid=os.getpid(),
+    )
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`_WalltimeExceeded` in this thread after ``seconds`` (main thread only)."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if seconds is None or not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise _WalltimeExceeded
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def _environment(env: Mapping[str, str], cwd: str | None) -> Iterator[None]:
+    """Give this process the submitter's environment and working directory for a while."""
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    _replace_environ(env)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        _replace_environ(saved_env)
+
+
+def _replace_environ(env: Mapping[str, str]) -> None:
+    for key in [key for key in os.environ if key not in env]:
+        del os.environ[key]
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types (numpy scalars and arrays become numbers and lists).
+
+    Raises:
+        TypeError: Part of ``value`` has no JSON form.
+    """
+    return json.loads(json.dumps(value, default=_to_builtin))
+
+
+def _to_builtin(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(
+        f"the return value must be JSON-serializable; {type(value).__name__} is not "
+        "(return numbers, strings, lists and dicts)"
+    )
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _run_command(argv: tuple[str, ...], task: TaskSpec, env: dict[str, str]) -> TaskResult:
+    """Run ``argv`` to completion in its own session; raise TaskFailed unless it exits 0."""
+    start = time.perf_counter()
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=task.cwd,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise TaskFailed(f"cannot start {shlex.join(argv)}: {exc}") from exc
+    with process:
+        watchdog = _Watchdog(process.pid, task.resources.walltime_s)
+        assert process.stdout is not None  # stdout=PIPE
+        try:
+            logs = _read_tail(process.stdout, _LOG_LIMIT_CHARS)
+        finally:
+            code, core_seconds = watchdog.reap()
+            process.returncode = code  # reaped by wait4: tell Popen not to wait again
+    usage = {"wall_seconds": time.perf_counter() - start, "core_seconds": core_seconds}
+    if watchdog.fired:
+        message = f"walltime exceeded: {shlex.join(argv)} was killed after {watchdog.limit} s"
+        raise TaskFailed(message, traceback=logs[-_FAILURE_TAIL_CHARS:], logs=logs, usage=usage)
+    if code != 0:
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        message = f"{shlex.join(argv)} {how}"
+        raise TaskFailed(message, traceback=logs[-_FAILURE_TAIL_CHARS:], logs=logs, usage=usage)
+    return TaskResult(code, logs, usage, f"local:{process.pid}:{uuid.uuid4().hex}")
+
+
+class _Watchdog:
+    """Kills a process group at its walltime; reaps the leader and measures its CPU time."""
+
+    def __init__(self, pid: int, limit: float | None) -> None:
+        self.pid = pid
+        self.limit = limit
+        self.fired = False
+        self._lock = threading.Lock()
+        self._reaped = False
+        self._timer: threading.Timer | None = None
+        if limit is not None:
+            self._timer = threading.Timer(limit, self._kill)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _kill(self) -> None:
+        with self._lock:
+            if self._reaped:
+                return
+            self.fired = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+
+    def reap(self) -> tuple[int, float]:
+        """Wait for the process; its exit code (negative: signal) and CPU seconds."""
+        # Wait without reaping first, so the pid (and group id) cannot be reused while the
+        # timer might still signal it.
+        os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+        with self._lock:
+            self._reaped = True
+        if self._timer is not None:
+            self._timer.cancel()
+        _, status, usage = os.wait4(self.pid, 0)
+        return os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
+
+
+def _read_tail(stream: IO[bytes], limit: int) -> str:
+    """Read ``stream`` to its end and return its last ``limit`` characters (UTF-8)."""
+    tail = bytearray()
+    while chunk := stream.read(65_536):
+        tail += chunk
+        if len(tail) > 4 * limit:
+            del tail[: -4 * limit]
+    return tail.decode("utf-8", errors="replace")[-limit:]

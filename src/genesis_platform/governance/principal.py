@@ -1,0 +1,30 @@
+"""Principals: who is acting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Principal"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Someone acting on the platform.
+
+    Attributes:
+        name: User name (``ada``) or service name.
+        org: Organization the principal belongs to (``local`` for the embedded platform).
+        project: Project the principal acts in, if any.
+    """
+
+    name: str
+    org: str = "local"
+    project: str | None = None
+
+    @classmethod
+    def local(cls, name: str) -> Principal:
+        """The embedded platform's user."""
+        return cls(name=name)
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.org}"

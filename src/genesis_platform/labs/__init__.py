@@ -1,0 +1,1 @@
+"""Laboratories: instruments and robotic cells behind the :class:`~.protocols.Station` protocol."""

@@ -1,0 +1,319 @@
+"""A simulated station: an emulated experiment behind the real station protocol.
+
+:class:`SimulatedStation` runs operations on a pool of ``slots`` worker threads. Each
+operation waits a (jittered) latency, as an instrument would, may fail with a transient
+fault, and otherwise answers with the emulator's noisy measurement. Everything random about
+an operation derives from ``(seed, operation id)``, so re-running an operation reproduces its
+latency and measurement: a campaign that crashed and re-dispatched a trial sees the value it
+would have seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from genesis_platform.errors import InvalidInput, OperationFailed, StationError
+from genesis_platform.labs.emulators import Emulator, get_emulator
+from genesis_platform.labs.protocols import (
+    Measurement,
+    Operation,
+    StationInfo,
+    StationState,
+    StationStatus,
+)
+from genesis_platform.planning.protocols import ParamValue
+
+__all__ = ["SimulatedStation", "station_info"]
+
+
+def station_info(emulator: Emulator, name: str | None = None, slots: int = 2) -> StationInfo:
+    """The description of a simulated station answering with ``emulator``.
+
+    Args:
+        emulator: The experiment it emulates.
+        name: The station's name (default: the emulator's).
+        slots: Operations it runs at once.
+    """
+    return StationInfo(
+        name=name or emulator.name,
+        driver="simulated",
+        description=emulator.description,
+        capabilities=("measure",),
+        parameters=emulator.parameters,
+        measurements=emulator.measurements,
+        slots=slots,
+    )
+
+
+@dataclass(eq=False)
+class _Job:
+    """One accepted operation, from queue to result."""
+
+    op: Operation
+    point: dict[str, ParamValue]
+    attempt: int
+    future: Future[Measurement] = field(default_factory=Future)
+    stop: threading.Event = field(default_factory=threading.Event)
+    running: bool = False
+    settled: bool = False
+    """True once someone (the worker or abort) has claimed the right to set the future."""
+    queued: Future[None] | None = None
+
+
+class SimulatedStation:
+    """A station whose measurements come from an emulator, with latency, noise and faults.
+
+    Args:
+        emulator: The emulated experiment, or the name of a built-in one.
+        name: The station's name (default: the emulator's name).
+        slots: Operations run at once (worker threads).
+        latency_s: Mean duration of one operation, s. 0 answers at once.
+        latency_jitter: Spread of the duration: sigma of a mean-preserving lognormal factor.
+        noise: Scale on the emulator's measurement noise (0: noise-free).
+        failure_rate: Probability that an operation fails with a transient fault. The fault
+            is drawn per attempt, so retrying the same operation id may succeed.
+        seed: Seed of all randomness (non-negative integer).
+
+    Raises:
+        InvalidInput: An option is out of range (field named after the option).
+    """
+
+    def __init__(
+        self,
+        emulator: Emulator | str,
+        *,
+        name: str | None = None,
+        slots: int = 2,
+        latency_s: float = 0.5,
+        latency_jitter: float = 0.2,
+        noise: float = 1.0,
+        failure_rate: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self._emulator = get_emulator(emulator) if isinstance(emulator, str) else emulator
+        self._name = name or self._emulator.name
+        self._slots = _check_int("slots", slots, low=1)
+        self._latency_s = _check_float("latency_s", latency_s, low=0.0)
+        self._latency_jitter = _check_float("latency_jitter", latency_jitter, low=0.0)
+        self._noise = _check_float("noise", noise, low=0.0)
+        self._failure_rate = _check_float("failure_rate", failure_rate, low=0.0, high=1.0)
+        self._seed = _check_int("seed", seed, low=0)
+        self._space = self._emulator.space()
+        self._info = station_info(self._emulator, self._name, self._slots)
+        self._pool = ThreadPoolExecutor(self._slots, thread_name_prefix=f"station-{self._name}")
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _Job] = {}
+        self._attempts: dict[str, int] = {}
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        """The station's name."""
+        return self._name
+
+    def describe(self) -> StationInfo:
+        """Capabilities, parameter and measurement schemas, slots."""
+        return self._info
+
+    def status(self) -> StationStatus:
+        """State (idle, busy, offline once closed), busy slots and queue length."""
+        with self._lock:
+            busy = sum(job.running for job in self._jobs.values())
+            queued = len(self._jobs) - busy
+            closed = self._closed
+        if closed:
+            return StationStatus(StationState.OFFLINE, busy, queued, reason="station closed")
+        state = StationState.BUSY if busy or queued else StationState.IDLE
+        return StationStatus(state, busy, queued)
+
+    def run(self, op: Operation) -> Future[Measurement]:
+        """Queue ``op`` and return its future at once.
+
+        Idempotent by operation id: while an operation with the same id and parameters is
+        queued or running, its future is returned and nothing new runs.
+
+        The future fails at once, without running anything, with
+        :class:`~genesis_platform.errors.InvalidInput` when the parameters do not fit the
+        station (or the id is in flight with other parameters) and with
+        :class:`~genesis_platform.errors.StationError` once the station is closed. It fails
+        later with :class:`~genesis_platform.errors.OperationFailed` on a transient fault and
+        with :class:`~genesis_platform.errors.StationError` on :meth:`abort`.
+        """
+        try:
+            point = self._space.validate(op.params, where="op.params")
+        except InvalidInput as exc:
+            return _failed(exc)
+        with self._lock:
+            if self._closed:
+                return _failed(StationError(f"station '{self._name}' is closed; open it again"))
+            existing = self._jobs.get(op.id)
+            if existing is not None:
+                return existing.future if existing.point == point else _failed(_id_clash(op))
+            job = self._accept(op, point)
+        job.future.add_done_callback(lambda _: self._forget(job))
+        return job.future
+
+    def abort(self) -> None:
+        """Stop running operations and drop the queue; their futures fail with StationError."""
+        with self._lock:
+            jobs = [job for job in self._jobs.values() if not job.settled]
+            self._jobs.clear()
+            for job in jobs:
+                job.settled = True
+                job.stop.set()
+                if job.queued is not None:
+                    job.queued.cancel()
+        for job in jobs:
+            _settle(job.future, error=StationError(f"aborted: operation '{job.op.id}' stopped"))
+
+    def close(self) -> None:
+        """Stop accepting operations and wait for queued and running ones to finish."""
+        with self._lock:
+            self._closed = True
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> SimulatedStation:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SimulatedStation({self._emulator.name!r}, name={self._name!r})"
+
+    def _accept(self, op: Operation, point: dict[str, ParamValue]) -> _Job:
+        """Register and queue a new job; called with the lock held."""
+        attempt = 0
+        if self._failure_rate > 0:  # attempts only matter to fault draws; keep no history else
+            attempt = self._attempts.get(op.id, 0)
+            self._attempts[op.id] = attempt + 1
+        job = _Job(op, point, attempt)
+        self._jobs[op.id] = job
+        job.queued = self._pool.submit(self._execute, job)
+        return job
+
+    def _forget(self, job: _Job) -> None:
+        with self._lock:
+            if self._jobs.get(job.op.id) is job:
+                del self._jobs[job.op.id]
+
+    def _execute(self, job: _Job) -> None:
+        """Worker body: run one job and settle its future (never raises)."""
+        with self._lock:
+            if job.settled:
+                return
+            if not job.future.set_running_or_notify_cancel():
+                job.settled = True
+                return
+            job.running = True
+        try:
+            measurement = self._measure(job)
+        except StationError as exc:
+            self._finish(job, error=exc)
+        except Exception as exc:  # an emulator bug must not leave the future pending
+            self._finish(job, error=StationError(f"station '{self._name}' failed: {exc!r}"))
+        else:
+            self._finish(job, result=measurement)
+
+    def _measure(self, job: _Job) -> Measurement | None:
+        """Wait the latency, maybe fail, then measure; None when aborted meanwhile."""
+        key = _digest(job.op.id)
+        rng = np.random.default_rng([self._seed, key])
+        latency = self._draw_latency(rng)
+        if latency > 0 and job.stop.wait(latency):
+            return None
+        if self._failure_rate > 0 and self._draw_fault(key, job.attempt):
+            raise OperationFailed(
+                f"operation '{job.op.id}' hit a transient fault on simulated station "
+                f"'{self._name}' (failure_rate={self._failure_rate}); retry it"
+            )
+        values = self._emulator.evaluate(job.point, rng, self._noise)
+        return Measurement(
+            operation_id=job.op.id,
+            values=values,
+            external_id=f"{self._name}:{job.op.id}",
+            duration_s=latency,
+            metadata={"emulator": self._emulator.name, "seed": self._seed, "attempt": job.attempt},
+        )
+
+    def _draw_latency(self, rng: np.random.Generator) -> float:
+        sigma = self._latency_jitter
+        factor = math.exp(sigma * float(rng.standard_normal()) - sigma * sigma / 2)
+        return self._latency_s * factor
+
+    def _draw_fault(self, key: int, attempt: int) -> bool:
+        rng = np.random.default_rng([self._seed, key, attempt])
+        return float(rng.random()) < self._failure_rate
+
+    def _finish(
+        self, job: _Job, result: Measurement | None = None, error: BaseException | None = None
+    ) -> None:
+        with self._lock:
+            job.running = False
+            claimed = not job.settled
+            job.settled = True
+        if claimed:
+            _settle(job.future, result=result, error=error)
+
+
+def _failed(error: BaseException) -> Future[Measurement]:
+    future: Future[Measurement] = Future()
+    future.set_exception(error)
+    return future
+
+
+def _settle(
+    future: Future[Measurement],
+    result: Measurement | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """Set a future's outcome, unless its caller cancelled it meanwhile."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        elif result is not None:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
+
+
+def _id_clash(op: Operation) -> InvalidInput:
+    return InvalidInput(
+        "op.id",
+        f"operation '{op.id}' is already queued or running with other parameters",
+        "give every operation its own id",
+    )
+
+
+def _digest(text: str) -> int:
+    """A stable 64-bit integer from a string (``hash()`` is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def _check_int(field_name: str, value: Any, *, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidInput(field_name, f"must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def _check_float(field_name: str, value: Any, *, low: float, high: float = math.inf) -> float:
+    number_ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number_ok or not math.isfinite(value) or not low <= value <= high:
+        bounds = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
+        raise InvalidInput(field_name, f"must be a number {bounds}, got {value!r}")
+    return float(value)

@@ -1,0 +1,201 @@
+"""Shared bookkeeping of the built-in planners: validation, state, duplicates, randomness.
+
+Every built-in planner derives the randomness of one ``ask`` from ``(seed, n_asked)`` only,
+so a planner rebuilt with :meth:`BasePlanner.load_state_dict` and told the same observations
+proposes exactly what the original would have proposed next.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from genesis_platform.errors import InvalidInput
+from genesis_platform.planning.encoding import Encoder, FloatArray, PointKey, point_key
+from genesis_platform.planning.protocols import (
+    Direction,
+    Observation,
+    Params,
+    ParamValue,
+    Surrogate,
+)
+from genesis_platform.planning.space import Space
+
+__all__ = [
+    "BasePlanner",
+    "check_objectives",
+    "check_seed",
+    "finite_or_none",
+    "uniform_points",
+]
+
+_MAX_ENUMERATED = 100_000
+"""Finite spaces up to this size are enumerated when random draws keep hitting duplicates."""
+
+_DRAW_ATTEMPTS = 64
+"""Random draws tried for one slot before falling back to enumeration."""
+
+
+def check_objectives(objectives: Mapping[str, str]) -> dict[str, Direction]:
+    """Validate objective directions. Returns them as a plain dict."""
+    if not objectives:
+        raise InvalidInput("objectives", "no objective given", "e.g. objectives: {yield: max}")
+    out: dict[str, Direction] = {}
+    for name, direction in objectives.items():
+        if direction not in ("max", "min"):
+            raise InvalidInput(
+                f"objectives.{name}", f"unknown direction {direction!r}", "max or min"
+            )
+        out[name] = "max" if direction == "max" else "min"
+    return out
+
+
+def check_seed(seed: object) -> int:
+    """Validate a seed: a non-negative whole number."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise InvalidInput("seed", f"must be a non-negative integer, got {seed!r}", "e.g. seed: 0")
+    return seed
+
+
+class BasePlanner:
+    """Validation, observations, duplicate avoidance and state shared by built-in planners.
+
+    Subclasses implement :meth:`_propose` and may extend :meth:`state_dict`.
+
+    Args:
+        space: The search space.
+        objectives: Objective names and directions (``"max"`` or ``"min"``).
+        seed: Seed of every random choice the planner makes.
+    """
+
+    kind = "base"
+
+    def __init__(self, space: Space, objectives: Mapping[str, str], *, seed: int = 0) -> None:
+        if not isinstance(space, Space):
+            raise InvalidInput("space", "not a Space", "build one with Space({...})")
+        self.space = space
+        self.objectives = check_objectives(objectives)
+        self.seed = check_seed(seed)
+        self.n_asked = 0
+        self.encoder = Encoder(space)
+        self.observations: list[Observation] = []
+        self._seen: set[PointKey] = set()
+
+    # -- Planner protocol ------------------------------------------------------------------
+
+    def ask(self, n: int, pending: Sequence[Params] = ()) -> list[Params]:
+        """Propose ``n`` distinct valid points, none equal to a pending or observed point.
+
+        Duplicates appear only when a finite space has no unseen point left.
+        """
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise InvalidInput("n", f"must be a non-negative integer, got {n!r}", "e.g. n=1")
+        checked = [self.space.validate(p, where=f"pending[{i}]") for i, p in enumerate(pending)]
+        if n == 0:
+            return []
+        rng = np.random.default_rng([self.seed, self.n_asked])
+        points = self._propose(n, checked, rng)
+        self.n_asked += n
+        return list(points)
+
+    def tell(self, observations: Sequence[Observation]) -> None:
+        """Record finished trials; their points are never proposed again."""
+        start = len(self.observations)
+        checked = [self._check_observation(start + i, o) for i, o in enumerate(observations)]
+        for obs in checked:
+            self.observations.append(obs)
+            self._seen.add(point_key(self.space, obs.params))
+        self._after_tell(checked)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"kind", "seed", "n_asked"}`` plus what the subclass adds."""
+        return {"kind": self.kind, "seed": self.seed, "n_asked": self.n_asked}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (call before telling observations again).
+
+        Keys that are absent keep their current values, so ``{}`` leaves a fresh planner as
+        it is.
+        """
+        self.seed = check_seed(state.get("seed", self.seed))
+        n_asked = state.get("n_asked", self.n_asked)
+        if not isinstance(n_asked, int) or isinstance(n_asked, bool) or n_asked < 0:
+            raise InvalidInput("state.n_asked", f"must be a non-negative integer, got {n_asked!r}")
+        self.n_asked = n_asked
+
+    def surrogate(self) -> Surrogate | None:
+        """None: this planner keeps no model."""
+        return None
+
+    # -- for subclasses --------------------------------------------------------------------
+
+    def _propose(
+        self, n: int, pending: list[dict[str, ParamValue]], rng: np.random.Generator
+    ) -> list[dict[str, ParamValue]]:
+        raise NotImplementedError
+
+    def _after_tell(self, observations: list[Observation]) -> None:
+        """Hook run after observations are recorded."""
+
+    def _check_observation(self, index: int, obs: Observation) -> Observation:
+        if not isinstance(obs, Observation):
+            raise InvalidInput(f"observations[{index}]", "not an Observation")
+        params = self.space.validate(obs.params, where=f"observations[{index}].params")
+        return Observation(params=params, values=dict(obs.values), failed=bool(obs.failed))
+
+    def _excluded(self, pending: Sequence[Params]) -> set[PointKey]:
+        """Keys of observed (successful or failed) and pending points."""
+        return self._seen | {point_key(self.space, p) for p in pending}
+
+    def _fill_randomly(
+        self,
+        draw: Callable[[], dict[str, ParamValue]],
+        excluded: set[PointKey],
+        rng: np.random.Generator,
+    ) -> dict[str, ParamValue]:
+        """A point from ``draw()`` outside ``excluded``; enumerates small finite spaces.
+
+        Adds the returned point to ``excluded``. Falls back to a duplicate only when the
+        space is finite and every point is excluded.
+        """
+        point = draw()
+        for _ in range(_DRAW_ATTEMPTS):
+            if point_key(self.space, point) not in excluded:
+                break
+            point = draw()
+        else:
+            point = self._unseen_point(excluded, rng) or point
+        excluded.add(point_key(self.space, point))
+        return point
+
+    def _unseen_point(
+        self, excluded: set[PointKey], rng: np.random.Generator
+    ) -> dict[str, ParamValue] | None:
+        size = self.encoder.size()
+        if size is None or size > _MAX_ENUMERATED:
+            return None
+        points = self.encoder.decode(self.encoder.enumerate())
+        free = [p for p in points if point_key(self.space, p) not in excluded]
+        if not free:
+            return None
+        return free[int(rng.integers(len(free)))]
+
+
+def finite_or_none(values: Mapping[str, float], name: str) -> float | None:
+    """The value of objective ``name`` if present and finite, else None."""
+    value = values.get(name)
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def uniform_points(encoder: Encoder, u: FloatArray) -> list[dict[str, ParamValue]]:
+    """Decode uniform rows (shape ``(m, n_params)``) to valid points."""
+    return encoder.decode(encoder.from_uniform(u))

@@ -1,0 +1,202 @@
+"""Search spaces: real, integer and categorical parameters, with validation.
+
+A :class:`Space` is an ordered mapping from parameter names to parameter definitions.
+Definitions validate themselves when built and raise :class:`~genesis_platform.errors.InvalidInput`
+naming the offending field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+from genesis_platform.errors import InvalidInput
+from genesis_platform.planning.protocols import Params, ParamValue
+
+__all__ = ["Choice", "Int", "Parameter", "Real", "Space", "parameter_from_dict"]
+
+
+@dataclass(frozen=True)
+class Real:
+    """A continuous parameter on ``[low, high]``, optionally searched on a log scale."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        _check_bounds(self.low, self.high, self.log)
+
+    def contains(self, value: object) -> bool:
+        """Whether ``value`` is a number within the bounds."""
+        return _is_number(value) and self.low <= float(value) <= self.high
+
+    def to_dict(self) -> dict[str, Any]:
+        """The campaign-file form of this parameter."""
+        return {"type": "real", "low": self.low, "high": self.high, "log": self.log}
+
+
+@dataclass(frozen=True)
+class Int:
+    """An integer parameter on ``[low, high]`` (both included), optionally on a log scale."""
+
+    low: int
+    high: int
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.low, int) and isinstance(self.high, int)):
+            raise InvalidInput("low/high", "integer bounds must be whole numbers", "e.g. low: 10")
+        _check_bounds(self.low, self.high, self.log)
+
+    def contains(self, value: object) -> bool:
+        """Whether ``value`` is a whole number within the bounds."""
+        return (
+            _is_number(value) and float(value) == int(value) and self.low <= int(value) <= self.high
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The campaign-file form of this parameter."""
+        return {"type": "int", "low": self.low, "high": self.high, "log": self.log}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A categorical parameter: one of a list of distinct labels (or numbers)."""
+
+    values: tuple[ParamValue, ...]
+
+    def __init__(self, values: Any) -> None:
+        if isinstance(values, str) or not hasattr(values, "__iter__"):
+            raise InvalidInput("values", "must be a list", "e.g. values: [EC-DMC, PC]")
+        items = tuple(values)
+        if not items:
+            raise InvalidInput("values", "the choice list is empty", "list at least one value")
+        if len(set(items)) != len(items):
+            raise InvalidInput("values", f"duplicate values in {list(items)}", "list each once")
+        object.__setattr__(self, "values", items)
+
+    def contains(self, value: object) -> bool:
+        """Whether ``value`` is one of the choices."""
+        return value in self.values
+
+    def to_dict(self) -> dict[str, Any]:
+        """The campaign-file form of this parameter."""
+        return {"type": "choice", "values": list(self.values)}
+
+
+Parameter = Real | Int | Choice
+"""Any parameter definition."""
+
+
+class Space(Mapping[str, Parameter]):
+    """An ordered, immutable mapping of parameter names to definitions.
+
+    Args:
+        params: Parameter definitions by name, in the order the planner encodes them.
+    """
+
+    def __init__(self, params: Mapping[str, Parameter]) -> None:
+        if not params:
+            raise InvalidInput("space", "the search space has no parameters", "add at least one")
+        for name, spec in params.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise InvalidInput(
+                    f"space.{name}", "parameter names must be identifiers", "e.g. salt_molality"
+                )
+            if not isinstance(spec, Real | Int | Choice):
+                raise InvalidInput(
+                    f"space.{name}", f"not a parameter: {spec!r}", "use Real/Int/Choice"
+                )
+        self._params = dict(params)
+
+    def __getitem__(self, name: str) -> Parameter:
+        return self._params[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def __repr__(self) -> str:
+        return f"Space({self._params!r})"
+
+    def validate(self, params: Params, where: str = "params") -> dict[str, ParamValue]:
+        """Check a point: every parameter present, in range, and nothing extra.
+
+        Returns:
+            The point as a plain dict with ``Int`` values as ``int``.
+
+        Raises:
+            InvalidInput: naming the first bad parameter.
+        """
+        extra = set(params) - set(self._params)
+        if extra:
+            raise InvalidInput(f"{where}.{sorted(extra)[0]}", "not a parameter of the space")
+        point: dict[str, ParamValue] = {}
+        for name, spec in self._params.items():
+            if name not in params:
+                raise InvalidInput(f"{where}.{name}", "missing", "give a value for every parameter")
+            value = params[name]
+            if not spec.contains(value):
+                raise InvalidInput(f"{where}.{name}", f"{value!r} is outside {spec.to_dict()}")
+            point[name] = int(value) if isinstance(spec, Int) else value
+        return point
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The campaign-file form of the space."""
+        return {name: spec.to_dict() for name, spec in self._params.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Mapping[str, Any]]) -> Space:
+        """Rebuild a space from :meth:`to_dict` output (the campaign-file form).
+
+        Raises:
+            InvalidInput: naming the first parameter that does not describe a parameter.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidInput("space", "must be a mapping of names to parameters")
+        return cls(
+            {name: parameter_from_dict(spec, f"space.{name}") for name, spec in data.items()}
+        )
+
+
+def parameter_from_dict(data: Mapping[str, Any], where: str = "parameter") -> Parameter:
+    """Build one parameter from its :meth:`to_dict` form, e.g. ``{"type": "real", ...}``.
+
+    Raises:
+        InvalidInput: with ``where`` in the field name.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidInput(where, "must be a mapping", "e.g. {type: real, low: 0, high: 1}")
+    kind = data.get("type")
+    try:
+        if kind == "real":
+            return Real(data["low"], data["high"], bool(data.get("log", False)))
+        if kind == "int":
+            return Int(data["low"], data["high"], bool(data.get("log", False)))
+        if kind == "choice":
+            return Choice(data["values"])
+    except KeyError as exc:
+        raise InvalidInput(f"{where}.{exc.args[0]}", "missing") from exc
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}.{exc.field}", exc.problem, exc.fix) from exc
+    raise InvalidInput(f"{where}.type", f"unknown parameter type {kind!r}", "real, int or choice")
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_bounds(low: float, high: float, log: bool) -> None:
+    if not (_is_number(low) and _is_number(high)):
+        raise InvalidInput("low/high", "bounds must be finite numbers", "e.g. low: 0.1, high: 3.0")
+    if low >= high:
+        raise InvalidInput(
+            "low/high", f"low ({low}) must be below high ({high})", "swap them or widen the range"
+        )
+    if log and low <= 0:
+        raise InvalidInput("low", f"a log-scaled parameter needs low > 0, got {low}", "raise low")

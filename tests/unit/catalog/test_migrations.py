@@ -1,0 +1,34 @@
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+from genesis_platform.catalog import Database
+from genesis_platform.catalog.tables import Base
+
+
+def test_migrations_build_exactly_the_tables(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    with db.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    db.close()
+    assert diff == []
+
+
+def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    with db.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    db.close()
+
+
+def test_reopening_is_a_no_op(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    Database(url).close()
+    db = Database(url)
+    with db.engine.connect() as connection:
+        version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    db.close()
+    assert version == "0001"

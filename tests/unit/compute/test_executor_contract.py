@@ -1,0 +1,238 @@
+"""The executor contract, run over every compute backend.
+
+A new backend (Ray, Slurm through PSI/J) adds a parameter to the ``backend`` fixture and a
+branch in ``make_executor``; the tests stay as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from genesis_platform.compute.local import LocalExecutor, resolve_function
+from genesis_platform.compute.protocols import Executor, Resources, TaskResult, TaskSpec
+from genesis_platform.errors import ExecutorError, InvalidInput, TaskFailed
+from genesis_platform.testing import branin
+
+FUNCTIONS = "genesis_platform.testing.functions"
+BACKENDS = ["local"]
+
+MakeExecutor = Callable[..., Executor]
+
+
+def make_executor(backend: str, max_workers: int = 2) -> Executor:
+    if backend == "local":
+        return LocalExecutor(max_workers=max_workers)
+    raise AssertionError(f"no such backend {backend}")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def executor(backend: str) -> Iterator[Executor]:
+    """One executor shared by the module's tests (worker start-up is paid once)."""
+    shared = make_executor(backend)
+    yield shared
+    shared.shutdown(wait=True)
+
+
+@pytest.fixture
+def new_executor(backend: str) -> Iterator[MakeExecutor]:
+    """Fresh executors for tests that shut them down or count their slots."""
+    made: list[Executor] = []
+
+    def make(**options: int) -> Executor:
+        made.append(make_executor(backend, **options))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.shutdown(wait=True)
+
+
+def call(function: str, walltime_s: float | None = None, **kwargs: object) -> TaskSpec:
+    return TaskSpec(
+        function=f"{FUNCTIONS}:{function}",
+        kwargs=kwargs,
+        resources=Resources(walltime_s=walltime_s),
+    )
+
+
+def python(code: str, walltime_s: float | None = None, **env: str) -> TaskSpec:
+    return TaskSpec(
+        command=(sys.executable, "-c", code), env=env, resources=Resources(walltime_s=walltime_s)
+    )
+
+
+def test_is_an_executor(executor: Executor) -> None:
+    assert isinstance(executor, Executor)
+
+
+def test_callable_result(executor: Executor) -> None:
+    result = executor.submit(call("branin", x=1.0, y=2.0)).result(timeout=60)
+    assert isinstance(result, TaskResult)
+    assert result.output == pytest.approx(branin(1.0, 2.0))
+    assert result.external_id
+    assert set(result.usage) >= {"wall_seconds", "core_seconds"}
+    assert all(v >= 0 and math.isfinite(v) for v in result.usage.values())
+
+
+def test_callable_gets_its_kwargs(executor: Executor) -> None:
+    task = call("quadratic", a=0.3, b=1.3, c=-0.7, label="ignored")
+    assert executor.submit(task).result(timeout=60).output == pytest.approx({"value": 2.0})
+
+
+def test_callable_exception_fails_with_the_remote_traceback(executor: Executor) -> None:
+    future = executor.submit(call("always_fails", a=1))
+    with pytest.raises(TaskFailed, match="RuntimeError: always_fails was called") as info:
+        future.result(timeout=60)
+    assert "Traceback" in info.value.traceback
+    assert "always_fails" in info.value.traceback
+
+
+def test_callable_sees_the_submitters_environment(
+    executor: Executor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = tmp_path / "journal.jsonl"
+    monkeypatch.setenv("GENESIS_TEST_JOURNAL", str(journal))
+    executor.submit(call("journaled", x=0.5)).result(timeout=60)
+    task = TaskSpec(
+        function=f"{FUNCTIONS}:journaled",
+        kwargs={"x": 0.7},
+        env={"GENESIS_TEST_JOURNAL": str(tmp_path / "other.jsonl")},
+    )
+    executor.submit(task).result(timeout=60)
+    [line] = journal.read_text().splitlines()
+    assert json.loads(line)["params"] == {"x": 0.5}
+    assert json.loads((tmp_path / "other.jsonl").read_text())["params"] == {"x": 0.7}
+
+
+def test_a_crashed_worker_fails_its_task_and_the_executor_goes_on(
+    new_executor: MakeExecutor,
+) -> None:
+    executor = new_executor(max_workers=1)
+    with pytest.raises(ExecutorError):
+        executor.submit(call("exits_abruptly", a=1)).result(timeout=60)
+    assert executor.submit(call("quadratic", a=1.3)).result(timeout=60).output == {"value": 1.0}
+
+
+def test_callable_walltime_is_enforced(executor: Executor) -> None:
+    start = time.monotonic()
+    future = executor.submit(call("sleep_then_return", walltime_s=0.3, seconds=10))
+    with pytest.raises(TaskFailed, match="walltime exceeded"):
+        future.result(timeout=30)
+    assert time.monotonic() - start < 5
+    assert executor.submit(call("quadratic", a=0.3)).result(timeout=60).output == {"value": 0.0}
+
+
+def test_command_success_captures_output(executor: Executor) -> None:
+    code = "import os, sys; print('hello', os.environ['GREETING']); print('oops', file=sys.stderr)"
+    result = executor.submit(python(code, GREETING="world")).result(timeout=60)
+    assert result.output == 0
+    assert "hello world" in result.logs and "oops" in result.logs
+    assert result.external_id
+    assert set(result.usage) >= {"wall_seconds", "core_seconds"}
+
+
+def test_command_failure_reports_status_and_log_tail(executor: Executor) -> None:
+    future = executor.submit(python("print('last words'); raise SystemExit(3)"))
+    with pytest.raises(TaskFailed, match="status 3") as info:
+        future.result(timeout=60)
+    assert "last words" in info.value.traceback
+
+
+def test_command_walltime_kills_it(executor: Executor) -> None:
+    start = time.monotonic()
+    future = executor.submit(python("import time; time.sleep(10)", walltime_s=0.3))
+    with pytest.raises(TaskFailed, match="walltime exceeded"):
+        future.result(timeout=30)
+    assert time.monotonic() - start < 5
+
+
+def test_missing_program_fails_the_task(executor: Executor) -> None:
+    future = executor.submit(TaskSpec(command=("genesis-no-such-program-xyz",)))
+    with pytest.raises(TaskFailed, match="genesis-no-such-program-xyz"):
+        future.result(timeout=60)
+
+
+def test_capacity_counts_free_slots(new_executor: MakeExecutor) -> None:
+    executor = new_executor(max_workers=2)
+    assert executor.capacity() == 2
+    futures = [executor.submit(python("import time; time.sleep(0.3)")) for _ in range(3)]
+    assert executor.capacity() == 0
+    for future in futures:
+        future.result(timeout=60)
+    assert executor.capacity() == 2
+
+
+def test_tasks_run_in_parallel(new_executor: MakeExecutor) -> None:
+    executor = new_executor(max_workers=2)
+    start = time.monotonic()
+    futures = [executor.submit(python("import time; time.sleep(0.5)")) for _ in range(2)]
+    for future in futures:
+        future.result(timeout=60)
+    assert time.monotonic() - start < 0.9
+
+
+def test_shutdown_waits_then_refuses_new_tasks(new_executor: MakeExecutor) -> None:
+    executor = new_executor(max_workers=1)
+    running = executor.submit(python("import time; time.sleep(0.2)"))
+    executor.shutdown(wait=True)
+    assert running.done() and running.result().output == 0
+    assert executor.capacity() == 0
+    with pytest.raises(ExecutorError):
+        executor.submit(call("quadratic", a=1.0))
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "no_colon_here",
+        "too:many:colons",
+        ":function",
+        f"{FUNCTIONS}:",
+        "not a module:f",
+        "genesis_no_such_module_xyz:run",
+        f"{FUNCTIONS}:no_such_function",
+        f"{FUNCTIONS}:JOURNAL_ENV",
+    ],
+)
+def test_bad_references_name_the_field(executor: Executor, reference: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        executor.submit(TaskSpec(function=reference))
+    assert info.value.field == "function"
+    assert "package.module:function" in str(info.value)
+    with pytest.raises(InvalidInput):
+        resolve_function(reference)
+
+
+def test_resolve_function_returns_the_callable() -> None:
+    assert resolve_function(f"{FUNCTIONS}:branin") is branin
+
+
+def test_kwargs_must_be_json(executor: Executor) -> None:
+    with pytest.raises(InvalidInput) as info:
+        executor.submit(call("quadratic", a=object()))
+    assert info.value.field == "kwargs"
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        TaskSpec(),
+        TaskSpec(function=f"{FUNCTIONS}:quadratic", command=("true",)),
+        TaskSpec(command=()),
+    ],
+)
+def test_malformed_tasks_are_refused(executor: Executor, task: TaskSpec) -> None:
+    with pytest.raises(InvalidInput):
+        executor.submit(task)

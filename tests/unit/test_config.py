@@ -1,0 +1,34 @@
+from pathlib import Path
+
+import pytest
+
+from genesis_platform.config import Settings
+from genesis_platform.errors import ConfigError
+
+
+def test_defaults_live_in_the_home_which_is_created(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    settings = Settings.load(env={"GENESIS_HOME": str(home)})
+    assert home.is_dir()
+    assert settings.catalog_url == f"sqlite:///{home / 'catalog.sqlite'}"
+    assert settings.objects_url == str(home / "objects")
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    (tmp_path / "genesis.toml").write_text('objects_url = "/from/file"\nuser = "ada"\n')
+    env = {"GENESIS_HOME": str(tmp_path), "GENESIS_OBJECTS_URL": "memory://env"}
+    settings = Settings.load(env=env)
+    assert settings.objects_url == "memory://env"
+    assert settings.user == "ada"
+
+
+def test_unknown_setting_is_named(tmp_path: Path) -> None:
+    (tmp_path / "genesis.toml").write_text('catalog = "x"\n')
+    with pytest.raises(ConfigError, match="unknown setting 'catalog'"):
+        Settings.load(tmp_path, env={})
+
+
+def test_malformed_toml_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "genesis.toml").write_text("user = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        Settings.load(tmp_path, env={})
