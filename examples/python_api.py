@@ -1,6 +1,6 @@
 """The closed loop from Python: a reaction-yield campaign on a simulated station.
 
-    python examples/python_api.py
+python examples/python_api.py
 """
 
 from __future__ import annotations

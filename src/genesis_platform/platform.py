@@ -50,7 +50,9 @@ class Platform:
         self.lineage = LineageService(self._ctx)
 
     @classmethod
-    def open(cls, home: str | Path | None = None, *, principal: Principal | None = None) -> Platform:
+    def open(
+        cls, home: str | Path | None = None, *, principal: Principal | None = None
+    ) -> Platform:
         """Open the platform in ``home`` (default ``$GENESIS_HOME`` or ``~/.genesis``).
 
         The home, catalog and object store are created and migrated on first use.

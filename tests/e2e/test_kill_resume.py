@@ -28,9 +28,7 @@ seed: 11
 
 
 def _genesis(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["genesis", *args], env=env, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run(["genesis", *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def _journal(path: Path) -> list[dict[str, object]]:

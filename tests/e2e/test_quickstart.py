@@ -21,9 +21,7 @@ def _readme_main_command() -> str:
 @pytest.mark.slow
 def test_readme_main_command_runs_the_quickstart(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True
-    )
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     env = {
         **os.environ,
         "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",

@@ -58,7 +58,15 @@ def test_campaign_run_list_show(capsys: pytest.CaptureFixture[str], tmp_path: Pa
 def test_data_add_show_and_lineage(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("x\n1\n")
     code, out, _ = run(
-        capsys, "data", "add", "d", str(tmp_path / "a.csv"), "--description", "one", "--license", "MIT"
+        capsys,
+        "data",
+        "add",
+        "d",
+        str(tmp_path / "a.csv"),
+        "--description",
+        "one",
+        "--license",
+        "MIT",
     )
     assert code == 0 and "d@1" in out
     shown = run_json(capsys, "data", "show", "d@1")

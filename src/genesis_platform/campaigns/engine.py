@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from genesis_platform.campaigns.runners import Outcome, TrialRunner, finite_values
@@ -173,19 +173,28 @@ class CampaignEngine:
             free -= 1
         wanted = min(free, self._spec.budget.trials - self._tally.total)
         if wanted > 0:
-            for live in self._propose(wanted):
-                self._dispatch(live)
+            for live, external_id in self._propose(wanted):
+                self._start(live, external_id)
 
-    def _propose(self, n: int) -> list[_Live]:
+    def _propose(self, n: int) -> list[tuple[_Live, str]]:
+        """Ask the planner and store its points as trials, in one transaction.
+
+        The trials are stored already marked dispatched (``running``, with their external
+        ids), so the caller can start them at once and a crash can never start one twice.
+        """
         pending = [live.params for live in self._inflight.values()]
         points = self._planner.ask(n, pending=pending)
-        with self._ctx.mutation("write", self._resource, {"op": "propose", "n": n}) as s:
+        with self._ctx.mutation("run", self._resource, {"op": "propose", "n": n}) as s:
             rows = [
                 Trial(campaign_id=self._id, number=self._tally.total + i + 1, params=dict(p))
                 for i, p in enumerate(points)
             ]
             s.add_all(rows)
             s.flush()
+            now = utcnow()
+            for row in rows:
+                row.state, row.attempts, row.dispatched_at = "running", 1, now
+                row.external_id = self._runner.external_id(row.id, 1)
             self._prov.record(
                 s,
                 [
@@ -193,19 +202,28 @@ class CampaignEngine:
                     for r in rows
                 ],
             )
-            campaign = s.get_one(Campaign, self._id)
-            campaign.planner_state = self._planner.state_dict()
-            campaign.wall_seconds = self._elapsed()
+            self._update_campaign(
+                s, planner_state=self._planner.state_dict(), wall_seconds=self._elapsed()
+            )
         self._tally.total += len(rows)
-        return [_Live(r.id, r.number, dict(r.params)) for r in rows]
+        return [(_Live(r.id, r.number, dict(r.params), 1), r.external_id) for r in rows]
 
     def _dispatch(self, live: _Live) -> None:
+        """Mark a stored trial dispatched (next attempt, external id), then start it."""
         live.attempts += 1
         external_id = self._runner.external_id(live.id, live.attempts)
         with self._ctx.mutation("run", self._resource, {"op": "dispatch", "trial": live.id}) as s:
-            trial = s.get_one(Trial, live.id)
-            trial.state, trial.attempts = "running", live.attempts
-            trial.external_id, trial.dispatched_at = external_id, utcnow()
+            _update_trial(
+                s,
+                live.id,
+                state="running",
+                attempts=live.attempts,
+                external_id=external_id,
+                dispatched_at=utcnow(),
+            )
+        self._start(live, external_id)
+
+    def _start(self, live: _Live, external_id: str) -> None:
         try:
             future = self._runner.start(external_id, live.params)
         except GenesisError as exc:
@@ -218,7 +236,7 @@ class CampaignEngine:
         try:
             outcome = future.result()
             values = self._checked_values(outcome)
-        except Exception as exc:  # noqa: BLE001 - any failure of a trial is recorded
+        except Exception as exc:
             self._failed(live, f"{type(exc).__name__}: {exc}")
             return
         self._tally.core_seconds += float(outcome.usage.get("core_seconds", 0.0))
@@ -236,17 +254,26 @@ class CampaignEngine:
 
     def _observed(self, live: _Live, values: dict[str, float]) -> None:
         with self._ctx.mutation("write", self._resource, {"op": "observe", "trial": live.id}) as s:
-            trial = s.get_one(Trial, live.id)
-            trial.state, trial.finished_at, trial.error = "observed", utcnow(), ""
-            row = ObservationRow(trial_id=live.id, values=values)
-            s.add(row)
-            s.flush()
-            self._prov.record(
-                s, [Edge(Node("observation", row.id), "wasGeneratedBy", Node("trial", live.id))]
+            _update_trial(s, live.id, state="observed", finished_at=utcnow(), error="")
+            observation_id = s.scalar(
+                insert(ObservationRow)
+                .values(trial_id=live.id, values=values)
+                .returning(ObservationRow.id)
             )
-            s.get_one(Campaign, self._id).wall_seconds = self._elapsed()
+            assert observation_id is not None
+            self._prov.record(
+                s,
+                [
+                    Edge(
+                        Node("observation", observation_id),
+                        "wasGeneratedBy",
+                        Node("trial", live.id),
+                    )
+                ],
+            )
+            self._update_campaign(s, wall_seconds=self._elapsed())
         self._planner.tell([Observation(live.params, values)])
-        self._count_observation(live, values, row.id)
+        self._count_observation(live, values, observation_id)
         self._report()
         if self._tally.observed % self._spec.snapshot_every == 0:
             self._snapshot()
@@ -254,12 +281,10 @@ class CampaignEngine:
     def _failed(self, live: _Live, error: str) -> None:
         retry = live.attempts <= self._spec.budget.retries and not self._stop_reason
         with self._ctx.mutation("write", self._resource, {"op": "fail", "trial": live.id}) as s:
-            trial = s.get_one(Trial, live.id)
-            trial.error = error
             if retry:
-                trial.state = "proposed"
+                _update_trial(s, live.id, state="proposed", error=error)
             else:
-                trial.state, trial.finished_at = "failed", utcnow()
+                _update_trial(s, live.id, state="failed", error=error, finished_at=utcnow())
         if retry:
             self._queued.insert(0, live)
             return
@@ -317,9 +342,10 @@ class CampaignEngine:
         if future is not None:
             self._inflight[future] = live
             return
-        with self._ctx.mutation("write", self._resource, {"op": "interrupt", "trial": live.id}) as s:
-            trial = s.get_one(Trial, live.id)
-            trial.state, trial.finished_at, trial.error = "interrupted", utcnow(), _INTERRUPTED
+        with self._ctx.mutation(
+            "write", self._resource, {"op": "interrupt", "trial": live.id}
+        ) as s:
+            _update_trial(s, live.id, state="interrupted", finished_at=utcnow(), error=_INTERRUPTED)
         self._planner.tell([Observation(live.params, {}, failed=True)])
         self._tally.failed += 1
 
@@ -370,9 +396,12 @@ class CampaignEngine:
             return f"wall-time budget of {budget.wall} used"
         if budget.core_hours is not None and tally.core_seconds >= budget.core_hours * 3600:
             return f"core-hour budget of {budget.core_hours} used"
-        if stop.target is not None and tally.best is not None:
-            if tally.best == stop.target or _better(tally.best, stop.target, self._direction):
-                return f"target {self._objective} = {stop.target} reached"
+        if (
+            stop.target is not None
+            and tally.best is not None
+            and (tally.best == stop.target or _better(tally.best, stop.target, self._direction))
+        ):
+            return f"target {self._objective} = {stop.target} reached"
         if stop.no_improvement is not None and tally.since_best >= stop.no_improvement:
             return f"no improvement in {stop.no_improvement} trials"
         return ""
@@ -453,6 +482,9 @@ class CampaignEngine:
                 trial.error = f"not run: {self._stop_reason}"
         self._queued.clear()
 
+    def _update_campaign(self, s: Session, **values: Any) -> None:
+        s.execute(update(Campaign).where(Campaign.id == self._id).values(**values))
+
     def _set_state(
         self, state: str, *, reason: str = "", error: str = "", started: bool = False
     ) -> None:
@@ -468,6 +500,10 @@ class CampaignEngine:
             campaign.stop_reason, campaign.error = reason, error
 
 
+def _update_trial(s: Session, trial_id: int, **values: Any) -> None:
+    s.execute(update(Trial).where(Trial.id == trial_id).values(**values))
+
+
 def _better(a: float, b: float, direction: str) -> bool:
     return a > b if direction == "max" else a < b
 
@@ -481,7 +517,9 @@ def _model_id(ctx: ServiceContext, name: str) -> int | None:
         return s.scalar(select(Model.id).where(Model.name == name))
 
 
-def best_of(rows: Sequence[Mapping[str, Any]], objective: str, direction: str) -> Mapping[str, Any] | None:
+def best_of(
+    rows: Sequence[Mapping[str, Any]], objective: str, direction: str
+) -> Mapping[str, Any] | None:
     """The row with the best finite ``objective`` value, or None."""
     best: Mapping[str, Any] | None = None
     for row in rows:

@@ -219,7 +219,7 @@ def _then(future: Future[T], convert: Callable[[T], U]) -> Future[U]:
     def done(source: Future[T]) -> None:
         try:
             out.set_result(convert(source.result()))
-        except BaseException as exc:  # noqa: BLE001 - the failure is the future's result
+        except BaseException as exc:
             out.set_exception(exc)
 
     future.add_done_callback(done)

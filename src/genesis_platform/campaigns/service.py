@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -87,7 +88,9 @@ class CampaignService:
         self._datasets = datasets
         self._models = models
 
-    def create(self, spec: CampaignSpec | Mapping[str, Any] | None = None, **fields: Any) -> Campaign:
+    def create(
+        self, spec: CampaignSpec | Mapping[str, Any] | None = None, **fields: Any
+    ) -> Campaign:
         """Validate and store a new campaign; nothing runs until :meth:`Campaign.run`.
 
         Pass a :class:`CampaignSpec`, a mapping in the campaign-file form, or its fields as
@@ -167,9 +170,18 @@ class CampaignService:
                 self._engine(campaign, planner, runner, None).run()
         return self.info(campaign.id)
 
-    def _engine(self, campaign: Campaign, planner: Planner, runner: Any, bar: Any) -> CampaignEngine:
+    def _engine(
+        self, campaign: Campaign, planner: Planner, runner: Any, bar: Any
+    ) -> CampaignEngine:
         return CampaignEngine(
-            self._ctx, campaign.id, campaign.spec, planner, runner, self._datasets, self._models, bar
+            self._ctx,
+            campaign.id,
+            campaign.spec,
+            planner,
+            runner,
+            self._datasets,
+            self._models,
+            bar,
         )
 
     @staticmethod
@@ -264,7 +276,9 @@ class Campaign:
         return f"Campaign(id={self.id}, name={self.name!r})"
 
 
-def _coerce_spec(spec: CampaignSpec | Mapping[str, Any] | None, fields: dict[str, Any]) -> CampaignSpec:
+def _coerce_spec(
+    spec: CampaignSpec | Mapping[str, Any] | None, fields: dict[str, Any]
+) -> CampaignSpec:
     if isinstance(spec, CampaignSpec):
         if fields:
             raise InvalidInput("create", "give a spec or keyword fields, not both")
@@ -274,7 +288,7 @@ def _coerce_spec(spec: CampaignSpec | Mapping[str, Any] | None, fields: dict[str
         data["space"] = space_to_dict(data["space"])
     for key in ("runner", "budget", "stop", "planner"):
         value = data.get(key)
-        if hasattr(value, "model_dump"):
+        if isinstance(value, BaseModel):
             data[key] = value.model_dump(mode="json", exclude_none=True)
     return CampaignSpec.from_dict(data)
 

@@ -139,7 +139,7 @@ class CampaignSpec(_Strict):
     objectives: dict[str, Literal["max", "min"]] = Field(min_length=1)
     planner: PlannerSpec = Field(default_factory=PlannerSpec)
     runner: RunnerSpec
-    budget: Budget = Field(default_factory=Budget)  # type: ignore[arg-type]
+    budget: Budget = Field(default_factory=Budget)
     stop: StopSpec = Field(default_factory=StopSpec)
     snapshot_every: int = Field(10, ge=1)
     seed: int = 0
@@ -244,7 +244,7 @@ def _parameter(name: str, spec: Any) -> Parameter:
     if missing:
         raise CampaignSpecError(f"{where}.{sorted(missing)[0]}", "missing", f"a {kind} needs it")
     try:
-        return cls(**{k: v for k, v in spec.items() if k in allowed})  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in spec.items() if k in allowed})
     except InvalidInput as exc:
         raise CampaignSpecError(f"{where}.{exc.field}", exc.problem, exc.fix) from None
 

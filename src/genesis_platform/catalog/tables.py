@@ -67,7 +67,9 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
             raise ValueError("naive datetime given to the catalog; use utcnow()")
         return value.astimezone(dt.UTC)
 
-    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
         """Attach UTC to values that come back naive (SQLite)."""
         if value is None:
             return None
@@ -224,16 +226,16 @@ class ObservationRow(Base):
     __tablename__ = "observations"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    trial_id: Mapped[int] = mapped_column(
-        ForeignKey("trials.id", ondelete="CASCADE"), unique=True
-    )
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), unique=True)
     values: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class ProvenanceEdge(Base):
-    """One W3C PROV relation: ``subject relation object`` (e.g. a model version
-    ``wasDerivedFrom`` a dataset version)."""
+    """One W3C PROV relation: ``subject relation object``.
+
+    For example a model version ``wasDerivedFrom`` a dataset version.
+    """
 
     __tablename__ = "provenance_edges"
     __table_args__ = (

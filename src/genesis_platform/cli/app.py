@@ -1,5 +1,7 @@
-"""The root ``genesis`` command and its error handling (the one place that maps errors to
-exit codes)."""
+"""The root ``genesis`` command and its error handling.
+
+This is the one place where error families become exit codes.
+"""
 
 from __future__ import annotations
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
 from genesis_platform.campaigns.service import CampaignInfo
-from genesis_platform.cli._common import console, err_console, open_platform, print_json, print_table
+from genesis_platform.cli._common import (
+    console,
+    err_console,
+    open_platform,
+    print_json,
+    print_table,
+)
 
 app = typer.Typer(help="Run closed-loop campaigns and look at their results.", no_args_is_help=True)
 
@@ -50,10 +57,7 @@ def list_(json_out: bool = typer.Option(False, "--json", help="Print a JSON arra
     print_table(
         "campaigns",
         ["id", "name", "state", "trials", "observed", "failed", "best"],
-        [
-            (i.id, i.name, i.state, i.n_trials, i.n_observed, i.n_failed, _best(i))
-            for i in infos
-        ],
+        [(i.id, i.name, i.state, i.n_trials, i.n_observed, i.n_failed, _best(i)) for i in infos],
     )
 
 
@@ -114,7 +118,7 @@ def _best(info: CampaignInfo) -> str:
     return "—" if info.best is None else f"{info.best:.4g}"
 
 
-def _fmt(values: dict[str, object]) -> str:
+def _fmt(values: Mapping[str, object]) -> str:
     return ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
     )

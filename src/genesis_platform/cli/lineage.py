@@ -22,4 +22,6 @@ def lineage(
         if json_out:
             print_json(p.lineage.tree(kind, name, version))
         else:
-            console.print(p.lineage.text(kind, name, version), highlight=False, markup=False)
+            console.print(
+                p.lineage.text(kind, name, version), highlight=False, markup=False, soft_wrap=True
+            )

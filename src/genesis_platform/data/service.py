@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import io
 import mimetypes
@@ -171,9 +172,7 @@ class DatasetService:
                 .order_by(Dataset.name)
             ).all()
             return [
-                DatasetInfo(
-                    d.name, d.description, d.license, n, latest, d.created_at, d.created_by
-                )
+                DatasetInfo(d.name, d.description, d.license, n, latest, d.created_at, d.created_by)
                 for d, n, latest in rows
             ]
 
@@ -192,7 +191,7 @@ class DatasetService:
             self._ctx.authorize("read", Resource("dataset", dataset.name))
             return self._version_info(s, row, dataset.name)
 
-    def files(self, name: str, version: int | None = None) -> list[FileInfo]:
+    def files(self, name: str, version: int | None = None) -> builtins.list[FileInfo]:
         """The files of a dataset version."""
         return list(self.get(name, version).files)
 
@@ -221,7 +220,9 @@ class DatasetService:
             self._ctx.blobs.copy_to(f.digest, root / f.path)
         return root
 
-    def _record_lineage(self, s: Session, info: DatasetVersionInfo, members: Sequence[Node]) -> None:
+    def _record_lineage(
+        self, s: Session, info: DatasetVersionInfo, members: Sequence[Node]
+    ) -> None:
         node = Node("dataset_version", info.id)
         edges = [Edge(node, "hadMember", member) for member in members]
         if info.version > 1:
@@ -234,7 +235,7 @@ class DatasetService:
         return str(self._ctx.principal)
 
     def _add_blobs(
-        self, name: str, refs: list[tuple[str, BlobRef]], message: str
+        self, name: str, refs: builtins.list[tuple[str, BlobRef]], message: str
     ) -> DatasetVersionInfo:
         with self._ctx.mutation("write", Resource("dataset", name), {"op": "add_version"}) as s:
             dataset = s.scalar(select(Dataset).where(Dataset.name == name))
@@ -243,7 +244,7 @@ class DatasetService:
             return self._new_version(s, dataset, refs, message)
 
     def _new_version(
-        self, s: Session, dataset: Dataset, refs: list[tuple[str, BlobRef]], message: str
+        self, s: Session, dataset: Dataset, refs: builtins.list[tuple[str, BlobRef]], message: str
     ) -> DatasetVersionInfo:
         latest = s.scalar(
             select(func.max(DatasetVersion.version)).where(DatasetVersion.dataset_id == dataset.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from genesis_platform.catalog.tables import AuditRecord
@@ -16,8 +16,10 @@ __all__ = ["AuditLog"]
 
 
 class AuditLog:
-    """Appends audit records inside the caller's transaction, so a record exists exactly
-    when its change was committed."""
+    """Appends audit records inside the caller's transaction.
+
+    So a record exists exactly when its change was committed.
+    """
 
     def append(
         self,
@@ -29,8 +31,8 @@ class AuditLog:
         decision: str = "allow",
     ) -> None:
         """Add one record to ``session``'s transaction."""
-        session.add(
-            AuditRecord(
+        session.execute(
+            insert(AuditRecord).values(
                 principal=str(principal),
                 action=action,
                 resource_kind=resource.kind,

@@ -181,8 +181,12 @@ class ModelService:
         return self._ctx.blobs.read_bytes(info.digest)
 
     def load(self, name: str, version: int | None = None) -> Any:
-        """Load a model version: a Surrogate for ``genesis-surrogate``, a dict for ``json``,
-        and the artifact's bytes for frameworks Genesis does not load itself."""
+        """Load a model version.
+
+        Returns:
+            A Surrogate for ``genesis-surrogate``, a dict for ``json``, and the artifact's
+            bytes for frameworks Genesis does not load itself.
+        """
         info = self.get(name, version)
         data = self._ctx.blobs.read_bytes(info.digest)
         if info.framework == SURROGATE_FRAMEWORK:
@@ -206,7 +210,9 @@ def _check_json(field: str, value: Any) -> None:
     try:
         json.dumps(value)
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(field, f"not JSON-serializable: {exc}", "use numbers and strings") from exc
+        raise InvalidInput(
+            field, f"not JSON-serializable: {exc}", "use numbers and strings"
+        ) from exc
 
 
 def _dataset_version_id(s: Session, ref: str) -> int:

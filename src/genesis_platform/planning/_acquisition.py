@@ -48,10 +48,12 @@ def log_h(z: FloatArray) -> FloatArray:
 
 def _log1mexp(x: FloatArray) -> FloatArray:
     """``log(1 - exp(x))`` for ``x < 0``, stable on both sides of ``-log 2``."""
+    x = np.minimum(x, -np.finfo(np.float64).tiny)
+    out = np.empty_like(x)
     near = x > -math.log(2.0)
-    return np.where(
-        near, np.log(-np.expm1(np.minimum(x, -1e-300))), np.log1p(-np.exp(np.minimum(x, 0.0)))
-    )
+    out[near] = np.log(-np.expm1(x[near]))
+    out[~near] = np.log1p(-np.exp(x[~near]))
+    return out
 
 
 def log_ei(mean: FloatArray, std: FloatArray, best: float) -> FloatArray:

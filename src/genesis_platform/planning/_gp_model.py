@@ -237,7 +237,7 @@ def _neg_log_posterior(
     e = np.exp(-SQRT5 * r)
     kf = s2 * (1.0 + SQRT5 * r + (5.0 / 3.0) * r * r) * e
     try:
-        chol = np.linalg.cholesky(kf + noise * np.eye(n))
+        chol = np.asarray(np.linalg.cholesky(kf + noise * np.eye(n)), dtype=np.float64)
         kinv = inverse_from_cholesky(chol)
     except np.linalg.LinAlgError:
         return 1e10, np.zeros_like(theta)

@@ -13,8 +13,9 @@ Modelling choices (measured in ``PLANNER-NOTES.md``; BoTorch's defaults where no
 - **Hyperparameters**: maximum a posteriori. Lengthscales have BoTorch's current
   dimension-scaled log-normal prior (``mu = sqrt(2) + log(d)/2``, ``sigma = sqrt(3)``, mode
   growing with ``sqrt(d)``), noise the log-normal ``(-4, 1)``, the log outputscale a unit
-  normal. L-BFGS-B with analytic gradients from two starts, the previous fit and the prior modes
-  (a warm start alone can linger in a poor mode). The warm start is part of
+  normal. L-BFGS-B with analytic gradients, from the previous fit and from the prior modes
+  (a warm start alone can linger in a poor mode; beyond 64 observations the second start
+  is used at every 8th fit only). The warm start is part of
   :meth:`GaussianProcessPlanner.state_dict`, so a resumed planner fits exactly as the
   original would have.
 - **Acquisition**: analytic log expected improvement (Ament et al., 2023), whose
@@ -31,10 +32,9 @@ Modelling choices (measured in ``PLANNER-NOTES.md``; BoTorch's defaults where no
   already chosen in the batch, is added to the model with its posterior mean as a fantasy
   observation (same hyperparameters), and the incumbent rises to the best fantasy. This
   collapses the uncertainty, hence the expected improvement, around points that are
-  running, so the next choice goes elsewhere. It is
-  chosen over local penalization because it needs no Lipschitz constant, reuses the
-  exact acquisition, handles categorical columns without a distance and costs one small
-  Cholesky per point.
+  running, so the next choice goes elsewhere. It is chosen over local penalization
+  because it needs no Lipschitz constant, reuses the exact acquisition, handles
+  categorical columns without a distance and costs one small Cholesky per point.
 - **Initial design**: Sobol' points (the same sequence as ``SobolPlanner``) until
   ``n_initial`` successful observations are in or pending, and whenever fewer than two
   successful observations exist.
@@ -72,6 +72,11 @@ __all__ = ["GaussianProcessPlanner", "GaussianProcessSurrogate"]
 
 _N_INCUMBENTS = 5
 """Best observed points around which local candidates are drawn."""
+
+_ALWAYS_RESTART = 64
+_RESTART_EVERY = 8
+"""Up to ``_ALWAYS_RESTART`` observations every fit also starts from the prior mode; beyond,
+every ``_RESTART_EVERY``-th."""
 
 
 class GaussianProcessSurrogate:
@@ -321,10 +326,13 @@ class GaussianProcessPlanner(BasePlanner):
         y_raw = np.array(self._y)
         transform = OutputTransform.fit(y_raw, 1.0 if self.direction == "max" else -1.0)
         y = transform.forward(y_raw)
-        # The prior mode is always a start: a warm start alone can stay in a poor mode.
+        # A warm start alone can linger in a poor mode, so the prior mode is a second start;
+        # with much data (where each start costs more and the fit moves less) only sometimes.
+        n = len(self._y)
         starts = [default_hyperparameters(self.encoder.dim)]
         if self._warm is not None:
-            starts.insert(0, self._warm)
+            restart = n <= _ALWAYS_RESTART or n % _RESTART_EVERY == 0
+            starts = [self._warm, *starts] if restart else [self._warm]
         hyper = fit_hyperparameters(x, y, starts=starts, noise_floor=self.noise_floor)
         fit = _Fit(transform, hyper, Posterior(x, y, hyper))
         self._cache = (key, fit)

@@ -56,5 +56,9 @@ class LineageService:
         row = s.execute(query.limit(1)).first()
         if row is None:
             shown = name if version is None else f"{name}@{version}"
-            raise NotFound(f"{kind} version", shown, f"`genesis {kind.replace('dataset', 'data')} list` shows them")
+            raise NotFound(
+                f"{kind} version",
+                shown,
+                f"`genesis {kind.replace('dataset', 'data')} list` shows them",
+            )
         return Node(f"{kind}_version", int(row[0]))

@@ -63,7 +63,7 @@ def test_bad_fields_are_named(changes: dict[str, Any], field: str, words: str) -
 def test_missing_objectives_suggests_the_form() -> None:
     data = _spec()
     del data["objectives"]
-    with pytest.raises(CampaignSpecError, match="objectives: missing.*conductivity: max"):
+    with pytest.raises(CampaignSpecError, match=r"objectives: missing.*conductivity: max"):
         CampaignSpec.from_dict(data)
 
 
@@ -96,4 +96,9 @@ def test_python_objects_are_accepted_by_create(platform: Any) -> None:
         runner=on_station("electrolyte", latency_s=0),
         budget=Budget(trials=3, parallel=1),
     )
-    assert campaign.spec.space["temperature_c"] == {"type": "int", "low": 10, "high": 60, "log": False}
+    assert campaign.spec.space["temperature_c"] == {
+        "type": "int",
+        "low": 10,
+        "high": 60,
+        "log": False,
+    }

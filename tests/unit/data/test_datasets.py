@@ -52,7 +52,7 @@ def test_parquet_tables(platform: Platform) -> None:
 def test_missing_path_names_the_field_and_stores_nothing(
     platform: Platform, tmp_path: Path
 ) -> None:
-    with pytest.raises(InvalidInput, match="paths: .*nope.csv does not exist"):
+    with pytest.raises(InvalidInput, match=r"paths: .*nope\.csv does not exist"):
         platform.datasets.add("d", [_csv(tmp_path / "a.csv"), tmp_path / "nope.csv"])
     assert platform.datasets.list() == []
 

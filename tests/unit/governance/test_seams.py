@@ -26,7 +26,7 @@ def test_every_mutation_is_audited(platform: Platform, tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("x\n1\n")
     platform.datasets.add("d", [tmp_path / "a.csv"])
     platform.models.register("m", b"{}", framework="json")
-    with platform._db.session() as s:  # noqa: SLF001
+    with platform._db.session() as s:
         records = s.query(AuditRecord).order_by(AuditRecord.id).all()
     assert [(r.action, r.resource_kind, r.resource_id) for r in records] == [
         ("write", "dataset", "d"),
@@ -37,7 +37,7 @@ def test_every_mutation_is_audited(platform: Platform, tmp_path: Path) -> None:
 
 def test_a_policy_can_deny_and_nothing_is_stored(platform: Platform, tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("x\n1\n")
-    platform._ctx.policy = DenyWrites()  # noqa: SLF001 - the seam governance will fill
+    platform._ctx.policy = DenyWrites()
     with pytest.raises(AccessDenied, match="may not write dataset:d: writes are closed"):
         platform.datasets.add("d", [tmp_path / "a.csv"])
     assert platform.datasets.list() == []

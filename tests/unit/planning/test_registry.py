@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Iterator
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
@@ -33,7 +34,7 @@ class NotAPlanner:
 
 
 @pytest.fixture
-def plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     (tmp_path / "genesis_test_plugin.py").write_text(textwrap.dedent(THIRD_PARTY))
     monkeypatch.syspath_prepend(str(tmp_path))
     yield "genesis_test_plugin"
