@@ -1,6 +1,7 @@
 """The genesis command, in-process: listings as JSON, bad input as exit code 2."""
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +115,18 @@ def test_bad_campaign_files_exit_2_naming_the_field(
     assert code == 2
     assert f"{field}:" in err
     assert run_json(capsys, "campaign", "list") == []
+
+
+def test_corrupted_blob_exits_2_naming_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    run(capsys, "data", "add", "d", str(tmp_path / "a.csv"))
+    [file] = run_json(capsys, "data", "show", "d")["files"]
+    blob = next((Path(os.environ["GENESIS_HOME"]) / "objects").rglob(file["digest"]))
+    blob.write_text("x\n2\n")
+    code, _, err = run(capsys, "data", "fetch", "d", str(tmp_path / "out"))
+    assert code == 2
+    assert f"blob {file['digest']} is corrupted" in " ".join(err.split())
+    code, _, _ = run(capsys, "data", "fetch", "d@1", str(tmp_path / "out2"))
+    assert code == 2 and not (tmp_path / "out2" / "a.csv").exists()

@@ -49,6 +49,19 @@ def list_(json_out: bool = typer.Option(False, "--json", help="Print a JSON arra
     )
 
 
+@app.command("fetch")
+def fetch(
+    ref: str = typer.Argument(..., metavar="NAME[@VERSION]", help="Dataset, latest by default."),
+    target: Path = typer.Argument(..., help="Folder to write the files into."),
+) -> None:
+    """Copy a dataset version's files into TARGET, verifying every file's sha256."""
+    name, version = parse_ref(ref, "NAME[@VERSION]")
+    with open_platform() as p:
+        info = p.datasets.get(name, version)
+        p.datasets.fetch(name, info.version, target)
+    console.print(f"wrote {len(info.files)} files of {info.ref} to {target}", highlight=False)
+
+
 @app.command("show")
 def show(
     ref: str = typer.Argument(..., metavar="NAME[@VERSION]", help="Dataset, latest by default."),

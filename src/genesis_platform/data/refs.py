@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from genesis_platform.errors import InvalidInput
 
-__all__ = ["format_ref", "parse_ref"]
+__all__ = ["format_ref", "parse_ref", "split_ref"]
 
 
 def parse_ref(text: str, field: str = "ref") -> tuple[str, int | None]:
@@ -24,3 +24,10 @@ def parse_ref(text: str, field: str = "ref") -> tuple[str, int | None]:
 def format_ref(name: str, version: int) -> str:
     """``name@version``."""
     return f"{name}@{version}"
+
+
+def split_ref(name: str, version: int | None) -> tuple[str, int | None]:
+    """Accept ``("name@2", None)`` as well as ``("name", 2)``; return ``(name, version)``."""
+    if version is None and "@" in name:
+        return parse_ref(name, "name")
+    return name, version

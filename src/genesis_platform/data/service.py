@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from genesis_platform.catalog.tables import Dataset, DatasetFile, DatasetVersion
-from genesis_platform.data.refs import format_ref
+from genesis_platform.data.refs import format_ref, split_ref
 from genesis_platform.errors import InvalidInput, NotFound
 from genesis_platform.governance import Resource, ServiceContext
 from genesis_platform.provenance import Edge, Node, ProvenanceGraph
@@ -177,7 +177,8 @@ class DatasetService:
             ]
 
     def get(self, name: str, version: int | None = None) -> DatasetVersionInfo:
-        """Version ``version`` of dataset ``name`` (default: the latest)."""
+        """Version ``version`` (default: latest) of dataset ``name``, or of ``name@version``."""
+        name, version = split_ref(name, version)
         with self._ctx.reading(Resource("dataset", name)) as s:
             return self._version_info(s, _find_version(s, name, version), name)
 

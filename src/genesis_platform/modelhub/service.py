@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from genesis_platform.catalog.tables import Dataset, DatasetVersion, Model, ModelVersion
-from genesis_platform.data.refs import format_ref, parse_ref
+from genesis_platform.data.refs import format_ref, parse_ref, split_ref
 from genesis_platform.errors import InvalidInput, NotFound
 from genesis_platform.governance import Resource, ServiceContext
 from genesis_platform.planning.registry import load_surrogate
@@ -171,7 +171,8 @@ class ModelService:
             return out
 
     def get(self, name: str, version: int | None = None) -> ModelVersionInfo:
-        """Version ``version`` of model ``name`` (default: the latest)."""
+        """Version ``version`` (default: latest) of model ``name``, or of ``name@version``."""
+        name, version = split_ref(name, version)
         with self._ctx.reading(Resource("model", name)) as s:
             return _info(s, _find_version(s, name, version), name)
 

@@ -1,0 +1,55 @@
+"""What the docs show is what the commands do."""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import typer
+
+from genesis_platform.cli import app
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_campaign_error_example_matches(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "campaigns.md").read_text()
+    block = re.search(r"```console\n\$ genesis campaign run bad.yaml\n(error: .*)\n```", text)
+    assert block, "docs/campaigns.md lost its error example"
+    bad = tmp_path / "bad.yaml"
+    quickstart = (ROOT / "examples" / "quickstart.yaml").read_text()
+    bad.write_text(quickstart.replace("low: 10, high: 60", "low: 60, high: 10"))
+    done = subprocess.run(
+        ["genesis", "campaign", "run", str(bad)],
+        env={**os.environ, "GENESIS_HOME": str(tmp_path / "home"), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == block.group(1)
+
+
+def test_readme_quick_start_has_exactly_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## Quick start.*?```bash\n(.*?)```", readme, re.S)
+    assert block
+    assert block.group(1).split("\n")[:2] == [
+        "pip install . && genesis campaign run examples/quickstart.yaml",
+        "./scripts/test",
+    ]
+
+
+def _commands(group: typer.Typer, prefix: str = "genesis") -> list[str]:
+    found = [f"{prefix} {c.name}" for c in group.registered_commands]
+    for sub in group.registered_groups:
+        assert sub.typer_instance is not None
+        found += _commands(sub.typer_instance, f"{prefix} {sub.name}")
+    return found
+
+
+def test_cli_doc_lists_every_command() -> None:
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    commands = _commands(app)
+    assert len(commands) >= 12
+    missing = [command for command in commands if f"`{command}" not in doc]
+    assert missing == []
