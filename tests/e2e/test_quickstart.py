@@ -40,7 +40,7 @@ def test_readme_main_command_runs_the_quickstart(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = done.stdout
-    for words in ("completed", "best conductivity", "best parameters", "30 run", "wall time"):
+    for words in ("completed", "best conductivity", "best parameters", "30 observed", "wall time"):
         assert words in summary, summary
     assert "observations: dataset electrolyte-quickstart-1-observations@" in summary
     assert "surrogate: model electrolyte-quickstart-1-surrogate@" in summary

@@ -1,62 +1,48 @@
 """The closed loop: propose, store, dispatch, observe, store, tell — until the budget ends.
 
-Loop invariant (DESIGN.md): a trial is written (``proposed``) before it is dispatched; its
-external id is written (``running``) *before* the runner is called, so an attempt that
-might have started is never started again; its observation is written before the planner
-is told. On resume, ``proposed`` trials are dispatched, ``running`` ones are re-attached
-through their external id or, where the runner cannot (in-process backends), marked
-``interrupted`` and not re-run.
+Loop invariant (DESIGN.md): a trial is written before it is dispatched, together with its
+external id (state ``running``), so an attempt that might have started is never started
+again; its observation is written before the planner is told.
+
+Crashes and interruptions: on resume, trials stored but never dispatched (``proposed``) are
+dispatched; ``running`` ones are re-attached through their external id or, where the runner
+cannot (the in-process station and process pool), marked ``interrupted`` and never re-run,
+since they may have partly run. Interrupted and canceled trials do not use the trial
+budget: the loop proposes new trials until ``budget.trials`` trials have a final outcome
+(observed or failed) or another budget or stopping rule ends it.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-import pyarrow as pa
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from genesis_platform.campaigns.runners import Outcome, TrialRunner, finite_values
+from genesis_platform.campaigns.snapshots import Snapshotter
 from genesis_platform.campaigns.spec import CampaignSpec
-from genesis_platform.catalog.tables import (
-    Campaign,
-    Dataset,
-    DatasetVersion,
-    Model,
-    ObservationRow,
-    ProvenanceEdge,
-    Trial,
-    utcnow,
-)
-from genesis_platform.data.service import DatasetService, DatasetVersionInfo
-from genesis_platform.errors import GenesisError
+from genesis_platform.catalog.tables import Campaign, ObservationRow, Trial, utcnow
+from genesis_platform.data.service import DatasetService
+from genesis_platform.errors import CampaignError, GenesisError
 from genesis_platform.governance import Resource, ServiceContext
-from genesis_platform.modelhub.service import SURROGATE_FRAMEWORK, ModelService
+from genesis_platform.modelhub.service import ModelService
 from genesis_platform.planning.protocols import Observation, Planner
 from genesis_platform.provenance import Edge, Node, ProvenanceGraph
 
-__all__ = ["CampaignEngine", "LoopReporter", "dataset_name", "model_name"]
+__all__ = ["CampaignEngine", "LoopReporter", "best_of"]
 
-_INTERRUPTED = (
+_LOST = (
     "interrupted: the process running the campaign stopped while this attempt was in flight "
     "and its runner cannot re-attach; it is not re-run, since it may have partly run"
 )
-
-
-def dataset_name(campaign_id: int, name: str) -> str:
-    """Name of a campaign's observation dataset."""
-    return f"{name}-{campaign_id}-observations"
-
-
-def model_name(campaign_id: int, name: str) -> str:
-    """Name of a campaign's surrogate model."""
-    return f"{name}-{campaign_id}-surrogate"
+_ABORTED = "interrupted: the campaign was stopped while this attempt was in flight ({why})"
+_FINAL = ("observed", "failed", "interrupted", "canceled")
 
 
 class LoopReporter(Protocol):
@@ -84,12 +70,15 @@ class _Tally:
     total: int = 0
     observed: int = 0
     failed: int = 0
+    uncounted: int = 0
     best: float | None = None
     since_best: int = 0
     core_seconds: float = 0.0
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    unsnapshotted: list[int] = field(default_factory=list)
-    last_version: DatasetVersionInfo | None = None
+
+    @property
+    def counted(self) -> int:
+        """Trials that use the trial budget: all but interrupted and canceled ones."""
+        return self.total - self.uncounted
 
 
 class CampaignEngine:
@@ -122,9 +111,8 @@ class CampaignEngine:
         self._spec = spec
         self._planner = planner
         self._runner = runner
-        self._datasets = datasets
-        self._models = models
         self._reporter = reporter
+        self._snapshots = Snapshotter(ctx, campaign_id, spec, datasets, models)
         self._prov = ProvenanceGraph()
         self._resource = Resource("campaign", str(campaign_id))
         self._objective, self._direction = next(iter(spec.objectives.items()))
@@ -140,38 +128,54 @@ class CampaignEngine:
     def run(self) -> str:
         """Run until the budget or a stopping rule ends the campaign; return its final state.
 
-        KeyboardInterrupt marks the campaign ``stopped`` (resumable) and propagates.
+        Ctrl-C (KeyboardInterrupt) or SystemExit marks the campaign ``stopped`` and
+        propagates; any other error marks it ``failed``. Either way the trials in flight
+        are marked ``interrupted`` and the campaign can be resumed.
+
+        Raises:
+            CampaignError: the loop failed on something other than a Genesis error.
         """
+        self._load_usage()
         self._set_state("running", started=True)
         try:
             self._recover()
-            self._report()
-            while True:
-                if not self._stop_reason:
-                    self._stop_reason = self._stopping()
-                if not self._stop_reason:
-                    self._fill()
-                if not self._inflight:
-                    break
-                done, _ = wait(self._inflight, timeout=self._wait_s(), return_when=FIRST_COMPLETED)
-                for future in done:
-                    self._finish(future)
+            self._loop()
             return self._finalize()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self._abandon_inflight(f"{type(exc).__name__}")
             self._set_state("stopped", reason="interrupted by the user; resume to go on")
             raise
         except GenesisError as exc:
+            self._abandon_inflight("the loop failed")
             self._set_state("failed", error=str(exc))
             raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            self._abandon_inflight("the loop failed")
+            self._set_state("failed", error=error)
+            raise CampaignError(f"campaign {self._id} failed: {error}") from exc
         finally:
-            self._runner.close()
+            self._runner.close(abort=bool(self._inflight))
+
+    def _loop(self) -> None:
+        self._report()
+        while True:
+            if not self._stop_reason:
+                self._stop_reason = self._stopping()
+            if not self._stop_reason:
+                self._fill()
+            if not self._inflight:
+                return
+            done, _ = wait(self._inflight, timeout=self._wait_s(), return_when=FIRST_COMPLETED)
+            for future in done:
+                self._finish(future)
 
     def _fill(self) -> None:
         free = self._runner.slots() - len(self._inflight)
         while free > 0 and self._queued:
             self._dispatch(self._queued.pop(0))
             free -= 1
-        wanted = min(free, self._spec.budget.trials - self._tally.total)
+        wanted = min(free, self._spec.budget.trials - self._tally.counted)
         if wanted > 0:
             for live, external_id in self._propose(wanted):
                 self._start(live, external_id)
@@ -182,7 +186,7 @@ class CampaignEngine:
         The trials are stored already marked dispatched (``running``, with their external
         ids), so the caller can start them at once and a crash can never start one twice.
         """
-        pending = [live.params for live in self._inflight.values()]
+        pending = [live.params for live in [*self._inflight.values(), *self._queued]]
         points = self._planner.ask(n, pending=pending)
         with self._ctx.mutation("run", self._resource, {"op": "propose", "n": n}) as s:
             rows = [
@@ -202,9 +206,7 @@ class CampaignEngine:
                     for r in rows
                 ],
             )
-            self._update_campaign(
-                s, planner_state=self._planner.state_dict(), wall_seconds=self._elapsed()
-            )
+            self._save_usage(s, planner_state=self._planner.state_dict())
         self._tally.total += len(rows)
         return [(_Live(r.id, r.number, dict(r.params), 1), r.external_id) for r in rows]
 
@@ -261,22 +263,16 @@ class CampaignEngine:
                 .returning(ObservationRow.id)
             )
             assert observation_id is not None
-            self._prov.record(
-                s,
-                [
-                    Edge(
-                        Node("observation", observation_id),
-                        "wasGeneratedBy",
-                        Node("trial", live.id),
-                    )
-                ],
+            edge = Edge(
+                Node("observation", observation_id), "wasGeneratedBy", Node("trial", live.id)
             )
-            self._update_campaign(s, wall_seconds=self._elapsed())
+            self._prov.record(s, [edge])
+            self._save_usage(s)
         self._planner.tell([Observation(live.params, values)])
         self._count_observation(live, values, observation_id)
         self._report()
         if self._tally.observed % self._spec.snapshot_every == 0:
-            self._snapshot()
+            self._snapshots.snapshot(self._planner, self._tally.best)
 
     def _failed(self, live: _Live, error: str) -> None:
         retry = live.attempts <= self._spec.budget.retries and not self._stop_reason
@@ -285,6 +281,7 @@ class CampaignEngine:
                 _update_trial(s, live.id, state="proposed", error=error)
             else:
                 _update_trial(s, live.id, state="failed", error=error, finished_at=utcnow())
+            self._save_usage(s)
         if retry:
             self._queued.insert(0, live)
             return
@@ -294,13 +291,20 @@ class CampaignEngine:
 
     # -- recovery ---------------------------------------------------------------------------
 
-    def _recover(self) -> None:
-        """Rebuild the planner and counters from the catalog; settle what was in flight."""
+    def _load_usage(self) -> None:
+        """Read the wall time and core time that earlier runs of this campaign used."""
         with self._ctx.reading(self._resource) as s:
             campaign = s.get_one(Campaign, self._id)
             self._wall_before = campaign.wall_seconds
-            if campaign.planner_state:
-                self._planner.load_state_dict(campaign.planner_state)
+            self._tally.core_seconds = campaign.core_seconds
+        self._started = time.monotonic()
+
+    def _recover(self) -> None:
+        """Rebuild the planner and counters from the catalog; settle what was in flight."""
+        with self._ctx.reading(self._resource) as s:
+            state = s.get_one(Campaign, self._id).planner_state
+            if state:
+                self._planner.load_state_dict(state)
             trials = s.scalars(select(Trial).where(Trial.campaign_id == self._id)).all()
             stored = {
                 o.trial_id: (o.id, o.values)
@@ -311,9 +315,21 @@ class CampaignEngine:
                 )
             }
         self._tally.total = len(trials)
-        self._tally.last_version = self._latest_snapshot()
+        self._planner.tell(self._replay(trials, stored))
+        self._snapshots.restore()
+        for t in sorted(trials, key=lambda t: t.number):
+            live = _Live(t.id, t.number, dict(t.params), t.attempts)
+            if t.state == "proposed":
+                self._queued.append(live)
+            elif t.state == "running":
+                self._reattach(live, t.external_id)
+
+    def _replay(
+        self, trials: Sequence[Trial], stored: Mapping[int, tuple[int, dict[str, Any]]]
+    ) -> list[Observation]:
+        """Count the finished trials and return what the planner was told of them, in order."""
         finished = sorted(
-            (t for t in trials if t.state in ("observed", "failed", "interrupted")),
+            (t for t in trials if t.state in _FINAL),
             key=lambda t: (t.finished_at or t.proposed_at, t.id),
         )
         observations = []
@@ -323,64 +339,45 @@ class CampaignEngine:
                 observation_id, values = stored[t.id]
                 observations.append(Observation(live.params, values))
                 self._count_observation(live, values, observation_id)
-            else:
-                observations.append(Observation(live.params, {}, failed=True))
+                continue
+            observations.append(Observation(live.params, {}, failed=True))
+            if t.state == "failed":
                 self._tally.failed += 1
-        members = self._snapshot_members()
-        self._tally.unsnapshotted = [i for i in self._tally.unsnapshotted if i not in members]
-        if observations:
-            self._planner.tell(observations)
-        for t in sorted(trials, key=lambda t: t.number):
-            live = _Live(t.id, t.number, dict(t.params), t.attempts)
-            if t.state == "proposed":
-                self._queued.append(live)
-            elif t.state == "running":
-                self._reattach(live, t.external_id)
+            else:
+                self._tally.uncounted += 1
+        return observations
 
     def _reattach(self, live: _Live, external_id: str) -> None:
         future = self._runner.reattach(external_id)
         if future is not None:
             self._inflight[future] = live
             return
-        with self._ctx.mutation(
-            "write", self._resource, {"op": "interrupt", "trial": live.id}
-        ) as s:
-            _update_trial(s, live.id, state="interrupted", finished_at=utcnow(), error=_INTERRUPTED)
+        self._mark_interrupted([live], _LOST)
         self._planner.tell([Observation(live.params, {}, failed=True)])
-        self._tally.failed += 1
 
-    def _snapshot_members(self) -> set[int]:
-        """Ids of the observations some snapshot already holds."""
-        if self._tally.last_version is None:
-            return set()
-        with self._ctx.db.session() as s:
-            return set(
-                s.scalars(
-                    select(ProvenanceEdge.object_id)
-                    .join(DatasetVersion, DatasetVersion.id == ProvenanceEdge.subject_id)
-                    .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
-                    .where(
-                        ProvenanceEdge.subject_kind == "dataset_version",
-                        ProvenanceEdge.relation == "hadMember",
-                        Dataset.name == self._dataset_name,
-                    )
-                )
+    def _abandon_inflight(self, why: str) -> None:
+        """Mark every trial in flight ``interrupted`` (the loop is leaving without them)."""
+        lives = list(self._inflight.values())
+        if lives:
+            self._mark_interrupted(lives, _ABORTED.format(why=why))
+            self._inflight.clear()
+
+    def _mark_interrupted(self, lives: Sequence[_Live], error: str) -> None:
+        ids = [live.id for live in lives]
+        with self._ctx.mutation("write", self._resource, {"op": "interrupt", "trials": ids}) as s:
+            s.execute(
+                update(Trial)
+                .where(Trial.id.in_(ids))
+                .values(state="interrupted", finished_at=utcnow(), error=error)
             )
-
-    def _latest_snapshot(self) -> DatasetVersionInfo | None:
-        with self._ctx.db.session() as s:
-            dataset_id = s.get_one(Campaign, self._id).dataset_id
-        if dataset_id is None:
-            return None
-        return self._datasets.get(self._dataset_name)
+        self._tally.uncounted += len(ids)
 
     # -- bookkeeping ------------------------------------------------------------------------
 
     def _count_observation(self, live: _Live, values: Mapping[str, float], obs_id: int) -> None:
         tally = self._tally
         tally.observed += 1
-        tally.rows.append({"trial": live.number, **live.params, **values})
-        tally.unsnapshotted.append(obs_id)
+        self._snapshots.add(live.number, live.params, values, obs_id)
         value = values[self._objective]
         if tally.best is None or _better(value, tally.best, self._direction):
             tally.best, tally.since_best = value, 0
@@ -390,7 +387,7 @@ class CampaignEngine:
     def _stopping(self) -> str:
         """Why no more trials should start, or '' to go on."""
         budget, stop, tally = self._spec.budget, self._spec.stop, self._tally
-        if tally.total >= budget.trials and not self._queued:
+        if tally.counted >= budget.trials and not self._queued:
             return f"trial budget of {budget.trials} used"
         if budget.wall_seconds is not None and self._elapsed() >= budget.wall_seconds:
             return f"wall-time budget of {budget.wall} used"
@@ -419,51 +416,17 @@ class CampaignEngine:
             done = tally.observed + tally.failed
             self._reporter.update(done, self._spec.budget.trials, tally.failed, tally.best)
 
-    @property
-    def _dataset_name(self) -> str:
-        return dataset_name(self._id, self._spec.name)
-
-    def _snapshot(self) -> None:
-        """Store the observations as a new dataset version and register the surrogate."""
-        tally = self._tally
-        if not tally.unsnapshotted:
-            return
-        members = [Node("observation", i) for i in tally.unsnapshotted]
-        version = self._datasets.add_table(
-            self._dataset_name,
-            pa.Table.from_pylist(tally.rows),
-            filename="observations.parquet",
-            message=f"{tally.observed} observations of campaign {self._id}",
-            description=f"Observations of campaign {self._id} ({self._spec.name})",
-            members=members,
+    def _save_usage(self, s: Session, **values: Any) -> None:
+        """Store the campaign's wall and core time (and ``values``) in ``s``'s transaction."""
+        s.execute(
+            update(Campaign)
+            .where(Campaign.id == self._id)
+            .values(wall_seconds=self._elapsed(), core_seconds=self._tally.core_seconds, **values)
         )
-        tally.unsnapshotted, tally.last_version = [], version
-        model_id = self._register_surrogate(version)
-        with self._ctx.mutation("write", self._resource, {"op": "snapshot"}) as s:
-            campaign = s.get_one(Campaign, self._id)
-            campaign.dataset_id = _dataset_id(s, self._dataset_name)
-            campaign.model_id = model_id if model_id is not None else campaign.model_id
-
-    def _register_surrogate(self, version: DatasetVersionInfo) -> int | None:
-        surrogate = self._planner.surrogate()
-        if surrogate is None:
-            return None
-        info = self._models.register(
-            model_name(self._id, self._spec.name),
-            json.dumps(surrogate.to_json()).encode(),
-            framework=SURROGATE_FRAMEWORK,
-            metrics={
-                "n_observations": self._tally.observed,
-                f"best_{self._objective}": self._tally.best,
-            },
-            trained_on=version.ref,
-            description=f"Surrogate of campaign {self._id} ({self._spec.name})",
-        )
-        return _model_id(self._ctx, info.name)
 
     def _finalize(self) -> str:
         self._cancel_queued()
-        self._snapshot()
+        self._snapshots.snapshot(self._planner, self._tally.best)
         tally = self._tally
         if tally.observed == 0 and tally.failed > 0:
             self._set_state("failed", error="every trial failed; see the trials' errors")
@@ -477,13 +440,15 @@ class CampaignEngine:
             return
         ids = [live.id for live in self._queued]
         with self._ctx.mutation("write", self._resource, {"op": "cancel", "trials": ids}) as s:
-            for trial in s.scalars(select(Trial).where(Trial.id.in_(ids))):
-                trial.state, trial.finished_at = "canceled", utcnow()
-                trial.error = f"not run: {self._stop_reason}"
+            s.execute(
+                update(Trial)
+                .where(Trial.id.in_(ids))
+                .values(
+                    state="canceled", finished_at=utcnow(), error=f"not run: {self._stop_reason}"
+                )
+            )
+        self._tally.uncounted += len(ids)
         self._queued.clear()
-
-    def _update_campaign(self, s: Session, **values: Any) -> None:
-        s.execute(update(Campaign).where(Campaign.id == self._id).values(**values))
 
     def _set_state(
         self, state: str, *, reason: str = "", error: str = "", started: bool = False
@@ -497,6 +462,7 @@ class CampaignEngine:
             else:
                 campaign.finished_at = utcnow()
                 campaign.wall_seconds = self._elapsed()
+                campaign.core_seconds = self._tally.core_seconds
             campaign.stop_reason, campaign.error = reason, error
 
 
@@ -508,24 +474,15 @@ def _better(a: float, b: float, direction: str) -> bool:
     return a > b if direction == "max" else a < b
 
 
-def _dataset_id(s: Session, name: str) -> int | None:
-    return s.scalar(select(Dataset.id).where(Dataset.name == name))
-
-
-def _model_id(ctx: ServiceContext, name: str) -> int | None:
-    with ctx.db.session() as s:
-        return s.scalar(select(Model.id).where(Model.name == name))
-
-
 def best_of(
     rows: Sequence[Mapping[str, Any]], objective: str, direction: str
 ) -> Mapping[str, Any] | None:
-    """The row with the best finite ``objective`` value, or None."""
+    """The row whose ``values`` hold the best finite ``objective``, or None."""
     best: Mapping[str, Any] | None = None
     for row in rows:
-        value = row.get(objective)
+        value = row["values"].get(objective)
         if not isinstance(value, int | float) or not math.isfinite(value):
             continue
-        if best is None or _better(float(value), float(best[objective]), direction):
+        if best is None or _better(float(value), float(best["values"][objective]), direction):
             best = row
     return best

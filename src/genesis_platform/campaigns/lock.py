@@ -26,6 +26,21 @@ class CampaignLock:
         self._id = campaign_id
         self._fd: int | None = None
 
+    @staticmethod
+    def held(folder: Path, campaign_id: int) -> bool:
+        """Whether some process (this one included) holds the campaign's lock now."""
+        path = folder / f"campaign-{campaign_id}.lock"
+        if not path.exists():
+            return False
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     def __enter__(self) -> CampaignLock:
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

@@ -57,8 +57,8 @@ class TrialRunner(Protocol):
         """The future of an attempt dispatched by an earlier process, or None if lost."""
         ...
 
-    def close(self) -> None:
-        """Release the station or executor."""
+    def close(self, abort: bool = False) -> None:
+        """Release the station or executor; with ``abort``, stop what is in flight first."""
         ...
 
 
@@ -86,8 +86,10 @@ class StationRunner:
         """Simulated stations run in this process: what was in flight died with it."""
         return None
 
-    def close(self) -> None:
-        """Release the station."""
+    def close(self, abort: bool = False) -> None:
+        """Release the station, aborting its operations first if asked."""
+        if abort:
+            self._station.abort()
         self._station.close()
 
 
@@ -117,7 +119,7 @@ class SiteRunner:
         """Local process-pool tasks die with the platform: nothing to re-attach."""
         return None
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         """Shut the executor down without waiting for stragglers."""
         self._executor.shutdown(wait=False)
 

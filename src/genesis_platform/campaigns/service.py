@@ -12,10 +12,11 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from genesis_platform.campaigns.engine import CampaignEngine, best_of, dataset_name, model_name
+from genesis_platform.campaigns.engine import CampaignEngine, best_of
 from genesis_platform.campaigns.lock import CampaignLock
 from genesis_platform.campaigns.progress import ProgressBar
 from genesis_platform.campaigns.runners import check_runner, make_runner
+from genesis_platform.campaigns.snapshots import dataset_name, model_name
 from genesis_platform.campaigns.spec import CampaignSpec, load_spec, space_to_dict
 from genesis_platform.catalog.tables import Campaign as CampaignRow
 from genesis_platform.catalog.tables import ObservationRow, Trial
@@ -29,6 +30,7 @@ from genesis_platform.planning.registry import make_planner
 __all__ = ["Campaign", "CampaignInfo", "CampaignService", "TrialInfo"]
 
 _RESUMABLE = ("created", "running", "stopped", "failed")
+_ORPHANED = "the process running it ended without stopping it (crash or kill); resume to go on"
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class CampaignInfo:
     n_trials: int
     n_observed: int
     n_failed: int
+    n_interrupted: int
+    n_canceled: int
     best: float | None
     best_params: dict[str, Any] | None
     wall_seconds: float
@@ -211,21 +215,28 @@ class CampaignService:
         }
         trials = _trials(s, row.id)
         best = best_of(
-            [{**t.params, **(t.values or {})} for t in trials if t.values], objective, direction
+            [{"params": t.params, "values": t.values} for t in trials if t.values],
+            objective,
+            direction,
         )
+        state, stop_reason = row.state, row.stop_reason
+        if state == "running" and not CampaignLock.held(self._ctx.home / "locks", row.id):
+            state, stop_reason = "stopped", _ORPHANED
         return CampaignInfo(
             id=row.id,
             name=row.name,
-            state=row.state,
+            state=state,
             objective=objective,
             direction=direction,
             n_trials=sum(counts.values()),
             n_observed=counts.get("observed", 0),
-            n_failed=counts.get("failed", 0) + counts.get("interrupted", 0),
-            best=None if best is None else float(best[objective]),
-            best_params=None if best is None else {k: best[k] for k in spec.space},
+            n_failed=counts.get("failed", 0),
+            n_interrupted=counts.get("interrupted", 0),
+            n_canceled=counts.get("canceled", 0),
+            best=None if best is None else float(best["values"][objective]),
+            best_params=None if best is None else dict(best["params"]),
             wall_seconds=row.wall_seconds,
-            stop_reason=row.stop_reason,
+            stop_reason=stop_reason,
             error=row.error,
             dataset=self._latest_ref("dataset", dataset_name(row.id, row.name), row.dataset_id),
             model=self._latest_ref("model", model_name(row.id, row.name), row.model_id),

@@ -1,26 +1,40 @@
-"""Engine, sessions and migrations of the catalog database."""
+"""Engine, sessions and migrations of the catalog database.
+
+Several processes may write one catalog at once (two shells, a campaign and a notebook).
+On SQLite a writing transaction takes the write lock when it begins (``BEGIN IMMEDIATE``), so
+one that reads the latest version number and inserts the next cannot interleave with another;
+read-only sessions (``session(write=False)``) begin deferred and neither wait nor block.
+On PostgreSQL such a pair of transactions can still collide on a unique constraint: the
+service re-runs its transaction with :func:`retry_conflicts`, and sees the other's row.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from genesis_platform.errors import CatalogError
 
-__all__ = ["Database"]
+__all__ = ["Database", "retry_conflicts"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_READ_ONLY = "genesis_read_only"
+"""Execution option of the engine behind read-only sessions (they BEGIN DEFERRED on SQLite)."""
+
+T = TypeVar("T")
 
 
 class Database:
@@ -35,28 +49,52 @@ class Database:
         self.url = url
         try:
             self.engine: Engine = _make_engine(url)
+            self._read_engine = self.engine.execution_options(**{_READ_ONLY: True})
             if migrate:
                 self.migrate()
         except SQLAlchemyError as exc:
-            raise CatalogError(f"cannot open the catalog {url}: {exc}") from exc
+            raise CatalogError(f"cannot open the catalog {url}: {_reason(exc)}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self._read_engine, expire_on_commit=False)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session in a transaction, committed on success and rolled back on error."""
-        with self._sessions() as session:
+    def session(self, *, write: bool = True) -> Iterator[Session]:
+        """A session in a transaction, committed on success and rolled back on error.
+
+        Args:
+            write: Whether the transaction may write. On SQLite a writing transaction holds
+                the database's write lock from its first statement to its commit, so its
+                reads stay true until it writes; pass ``False`` for a read-only session,
+                which neither waits for writers nor makes them wait. Do not open a writing
+                session inside another writing session of the same thread: it would wait for
+                the lock its own thread holds, until the 30 s busy timeout.
+
+        Raises:
+            CatalogError: the database failed; ``details["conflict"]`` is True when the
+                transaction inserted a row whose unique key another writer took first, which
+                re-running the transaction (:func:`retry_conflicts`) fixes.
+        """
+        factory = self._sessions if write else self._readers
+        with factory() as session:
             try:
                 with session.begin():
                     yield session
+            except IntegrityError as exc:
+                if not _is_unique_violation(exc):
+                    raise CatalogError(f"catalog operation failed: {_reason(exc)}") from exc
+                raise CatalogError(
+                    f"catalog write conflicted with another writer ({_reason(exc)}); try again",
+                    conflict=True,
+                ) from exc
             except SQLAlchemyError as exc:
-                raise CatalogError(f"catalog operation failed: {exc}") from exc
+                raise CatalogError(f"catalog operation failed: {_reason(exc)}") from exc
 
     def migrate(self) -> None:
         """Bring the schema to the latest Alembic revision (a no-op when it is there)."""
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
         head = ScriptDirectory.from_config(config).get_current_head()
-        with self.engine.connect() as connection:
+        with self._read_engine.connect() as connection:
             if MigrationContext.configure(connection).get_current_revision() == head:
                 return
         with self.engine.begin() as connection:
@@ -68,18 +106,66 @@ class Database:
         self.engine.dispose()
 
 
+def retry_conflicts(transaction: Callable[[], T], *, attempts: int = 5) -> T:
+    """Run ``transaction``, running it again when it conflicts with a concurrent writer.
+
+    ``transaction`` must open its own session (so a retry starts a new transaction, which
+    sees what the other writer committed) and have no effect outside the catalog.
+
+    Args:
+        transaction: Opens a session, reads, writes, returns.
+        attempts: How many times to run it at most.
+
+    Raises:
+        CatalogError: the last attempt still conflicted, or the catalog failed otherwise.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return transaction()
+        except CatalogError as exc:
+            if not exc.details.get("conflict") or attempt == attempts:
+                raise
+        # Random back-off so the writers that collided do not collide again in step.
+        time.sleep(random.uniform(0, 0.005 * 2**attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The driver's message, without the SQL statement and parameters SQLAlchemy appends."""
+    return str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    orig = exc.orig
+    sqlite_name = getattr(orig, "sqlite_errorname", None)
+    if sqlite_name is not None:
+        return sqlite_name in {"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}
+    # PostgreSQL's unique_violation, as psycopg (sqlstate) and psycopg2 (pgcode) name it.
+    return "23505" in {getattr(orig, "sqlstate", None), getattr(orig, "pgcode", None)}
+
+
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite begins a transaction only before an INSERT/UPDATE/DELETE, so the SELECT that
+    # picks the next version number ran outside the transaction that inserts it. Turn that
+    # off and begin in _sqlite_begin instead (SQLAlchemy's documented pysqlite recipe).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    read_only = connection.get_execution_options().get(_READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")

@@ -184,6 +184,7 @@ class Campaign(Base):
     stop_reason: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str] = mapped_column(Text, default="")
     wall_seconds: Mapped[float] = mapped_column(default=0.0)
+    core_seconds: Mapped[float] = mapped_column(default=0.0)
     dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
     model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -99,7 +99,9 @@ def _summary(info: CampaignInfo) -> None:
         + (f" ({_esc(info.stop_reason)})" if info.stop_reason else ""),
         f"  best {info.objective} ({info.direction}): {_best(info)}",
         f"  best parameters: {_esc(_fmt(info.best_params or {}))}",
-        f"  trials: {info.n_trials} run, {info.n_observed} observed, {info.n_failed} failed",
+        f"  trials: {info.n_observed} observed, {info.n_failed} failed"
+        + (f", {info.n_interrupted} interrupted (not re-run)" if info.n_interrupted else "")
+        + (f", {info.n_canceled} canceled" if info.n_canceled else ""),
         f"  wall time: {info.wall_seconds:.1f} s",
         f"  observations: dataset {info.dataset or '—'}",
         f"  surrogate: model {info.model or '—'}",

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from genesis_platform.catalog.database import retry_conflicts
 from genesis_platform.catalog.tables import Dataset, DatasetFile, DatasetVersion
 from genesis_platform.data.refs import format_ref, split_ref
 from genesis_platform.errors import InvalidInput, NotFound
@@ -95,22 +96,30 @@ class DatasetService:
         """Create dataset ``name`` with its version 1 made of ``paths`` (files or folders).
 
         Raises:
-            InvalidInput: the name is taken or empty, or a path does not exist.
+            InvalidInput: the name is taken or empty, a path does not exist, or two files
+                would be stored under one path.
         """
         _check_name(name)
         files = _collect(paths)
         refs = [(logical, self._ctx.blobs.put_file(real)) for logical, real in files]
-        with self._ctx.mutation("write", Resource("dataset", name), {"op": "add"}) as s:
-            if s.scalar(select(Dataset.id).where(Dataset.name == name)) is not None:
-                raise InvalidInput(
-                    "name", f"dataset {name!r} already exists", "add a version with add_version"
+
+        def create() -> DatasetVersionInfo:
+            with self._ctx.mutation("write", Resource("dataset", name), {"op": "add"}) as s:
+                if _dataset_id(s, name) is not None:
+                    raise InvalidInput(
+                        "name",
+                        f"dataset {name!r} already exists",
+                        "add a version with add_version",
+                    )
+                dataset = Dataset(
+                    name=name, description=description, license=license, created_by=self._who
                 )
-            dataset = Dataset(
-                name=name, description=description, license=license, created_by=self._who
-            )
-            s.add(dataset)
-            s.flush()
-            return self._new_version(s, dataset, refs, "initial version")
+                s.add(dataset)
+                s.flush()
+                return self._new_version(s, dataset, refs, "initial version")
+
+        # A writer that created the dataset meanwhile makes the retry raise InvalidInput.
+        return retry_conflicts(create)
 
     def add_version(
         self, name: str, paths: Sequence[str | Path], *, message: str = ""
@@ -144,15 +153,19 @@ class DatasetService:
         sink = io.BytesIO()
         pq.write_table(table, sink)
         ref = self._ctx.blobs.put_bytes(sink.getvalue())
-        with self._ctx.mutation("write", Resource("dataset", name), {"op": "add_table"}) as s:
-            dataset = s.scalar(select(Dataset).where(Dataset.name == name))
-            if dataset is None:
-                dataset = Dataset(name=name, description=description, created_by=self._who)
-                s.add(dataset)
-                s.flush()
-            info = self._new_version(s, dataset, [(filename, ref)], message)
-            self._record_lineage(s, info, members)
-            return info
+
+        def add() -> DatasetVersionInfo:
+            with self._ctx.mutation("write", Resource("dataset", name), {"op": "add_table"}) as s:
+                dataset = s.scalar(select(Dataset).where(Dataset.name == name))
+                if dataset is None:
+                    dataset = Dataset(name=name, description=description, created_by=self._who)
+                    s.add(dataset)
+                    s.flush()
+                info = self._new_version(s, dataset, [(filename, ref)], message)
+                self._record_lineage(s, info, members)
+                return info
+
+        return retry_conflicts(add)
 
     def list(self) -> list[DatasetInfo]:
         """Every dataset, by name."""
@@ -184,7 +197,7 @@ class DatasetService:
 
     def get_by_id(self, version_id: int) -> DatasetVersionInfo:
         """A dataset version by its catalog id."""
-        with self._ctx.db.session() as s:
+        with self._ctx.db.session(write=False) as s:
             row = s.get(DatasetVersion, version_id)
             if row is None:
                 raise NotFound("dataset version id", version_id)
@@ -238,20 +251,23 @@ class DatasetService:
     def _add_blobs(
         self, name: str, refs: builtins.list[tuple[str, BlobRef]], message: str
     ) -> DatasetVersionInfo:
-        with self._ctx.mutation("write", Resource("dataset", name), {"op": "add_version"}) as s:
-            dataset = s.scalar(select(Dataset).where(Dataset.name == name))
-            if dataset is None:
-                raise NotFound("dataset", name, "create it with `genesis data add`")
-            return self._new_version(s, dataset, refs, message)
+        def add() -> DatasetVersionInfo:
+            with self._ctx.mutation("write", Resource("dataset", name), {"op": "add_version"}) as s:
+                dataset = s.scalar(select(Dataset).where(Dataset.name == name))
+                if dataset is None:
+                    raise NotFound("dataset", name, "create it with `genesis data add`")
+                return self._new_version(s, dataset, refs, message)
+
+        return retry_conflicts(add)
 
     def _new_version(
         self, s: Session, dataset: Dataset, refs: builtins.list[tuple[str, BlobRef]], message: str
     ) -> DatasetVersionInfo:
-        latest = s.scalar(
-            select(func.max(DatasetVersion.version)).where(DatasetVersion.dataset_id == dataset.id)
-        )
         row = DatasetVersion(
-            dataset_id=dataset.id, version=(latest or 0) + 1, message=message, created_by=self._who
+            dataset_id=dataset.id,
+            version=_next_version(s, dataset.id),
+            message=message,
+            created_by=self._who,
         )
         s.add(row)
         s.flush()
@@ -295,22 +311,44 @@ def _collect(paths: Sequence[str | Path]) -> list[tuple[str, Path]]:
     if not paths:
         raise InvalidInput("paths", "no files given", "name at least one file or folder")
     found: dict[str, Path] = {}
+
+    def keep(logical: str, real: Path) -> None:
+        other = found.setdefault(logical, real)
+        if other != real and other.resolve() != real.resolve():
+            raise InvalidInput(
+                "paths",
+                f"two files would both be stored as {logical} ({other}, {real})",
+                "rename one, or add their folders instead",
+            )
+
     for given in paths:
         path = Path(given).expanduser()
         if not path.exists():
             raise InvalidInput("paths", f"{given} does not exist", "check the path")
         if path.is_dir():
             for child in sorted(p for p in path.rglob("*") if p.is_file()):
-                found[str(Path(path.name) / child.relative_to(path))] = child
+                keep(str(Path(path.name) / child.relative_to(path)), child)
         else:
-            found[path.name] = path
+            keep(path.name, path)
     if not found:
         raise InvalidInput("paths", "the folders given hold no files", "add files to them")
     return sorted(found.items())
 
 
+def _dataset_id(s: Session, name: str) -> int | None:
+    return s.scalar(select(Dataset.id).where(Dataset.name == name))
+
+
+def _next_version(s: Session, dataset_id: int) -> int:
+    """One more than the latest version; the write lock (SQLite) or a retry makes it unique."""
+    latest = s.scalar(
+        select(func.max(DatasetVersion.version)).where(DatasetVersion.dataset_id == dataset_id)
+    )
+    return (latest or 0) + 1
+
+
 def _find_version(s: Session, name: str, version: int | None) -> DatasetVersion:
-    dataset_id = s.scalar(select(Dataset.id).where(Dataset.name == name))
+    dataset_id = _dataset_id(s, name)
     if dataset_id is None:
         raise NotFound("dataset", name, "`genesis data list` shows the datasets")
     query = select(DatasetVersion).where(DatasetVersion.dataset_id == dataset_id)

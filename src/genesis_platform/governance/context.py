@@ -41,7 +41,7 @@ class ServiceContext:
     def reading(self, resource: Resource) -> Iterator[Session]:
         """Authorize a read of ``resource`` and open a session."""
         self.authorize("read", resource)
-        with self.db.session() as session:
+        with self.db.session(write=False) as session:
             yield session
 
     @contextmanager

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from genesis_platform.catalog.database import retry_conflicts
 from genesis_platform.catalog.tables import Dataset, DatasetVersion, Model, ModelVersion
 from genesis_platform.data.refs import format_ref, parse_ref, split_ref
 from genesis_platform.errors import InvalidInput, NotFound
@@ -104,40 +105,43 @@ class ModelService:
             if isinstance(artifact, bytes)
             else self._put_path(artifact)
         )
-        with self._ctx.mutation("write", Resource("model", name), {"op": "register"}) as s:
-            trained_on_id = _dataset_version_id(s, trained_on) if trained_on else None
-            model = s.scalar(select(Model).where(Model.name == name))
-            if model is None:
-                model = Model(name=name, description=description, created_by=self._who)
-                s.add(model)
-                s.flush()
-            latest = s.scalar(
-                select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)
-            )
-            row = ModelVersion(
-                model_id=model.id,
-                version=(latest or 0) + 1,
-                framework=framework,
-                digest=ref.digest,
-                size=ref.size,
-                metrics=metrics,
-                trained_on_id=trained_on_id,
-                created_by=self._who,
-            )
-            s.add(row)
-            s.flush()
-            if trained_on_id is not None:
-                self._prov.record(
-                    s,
-                    [
-                        Edge(
-                            Node("model_version", row.id),
-                            "wasDerivedFrom",
-                            Node("dataset_version", trained_on_id),
-                        )
-                    ],
+
+        def add() -> ModelVersionInfo:
+            with self._ctx.mutation("write", Resource("model", name), {"op": "register"}) as s:
+                trained_on_id = _dataset_version_id(s, trained_on) if trained_on else None
+                model = s.scalar(select(Model).where(Model.name == name))
+                if model is None:
+                    model = Model(name=name, description=description, created_by=self._who)
+                    s.add(model)
+                    s.flush()
+                row = ModelVersion(
+                    model_id=model.id,
+                    version=_next_version(s, model.id),
+                    framework=framework,
+                    digest=ref.digest,
+                    size=ref.size,
+                    metrics=metrics,
+                    trained_on_id=trained_on_id,
+                    created_by=self._who,
                 )
-            return _info(s, row, name)
+                s.add(row)
+                s.flush()
+                if trained_on_id is not None:
+                    self._prov.record(
+                        s,
+                        [
+                            Edge(
+                                Node("model_version", row.id),
+                                "wasDerivedFrom",
+                                Node("dataset_version", trained_on_id),
+                            )
+                        ],
+                    )
+                return _info(s, row, name)
+
+        # A writer that took this version number (or created the model) meanwhile is seen
+        # by the retry, which numbers the version after it.
+        return retry_conflicts(add)
 
     def list(self) -> list[ModelInfo]:
         """Every model, by name."""
@@ -230,6 +234,14 @@ def _dataset_version_id(s: Session, ref: str) -> int:
     if row is None:
         raise NotFound("dataset version", ref, "`genesis data list` shows the datasets")
     return int(row[0])
+
+
+def _next_version(s: Session, model_id: int) -> int:
+    """One more than the latest version; the write lock (SQLite) or a retry makes it unique."""
+    latest = s.scalar(
+        select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model_id)
+    )
+    return (latest or 0) + 1
 
 
 def _find_version(s: Session, name: str, version: int | None) -> ModelVersion:

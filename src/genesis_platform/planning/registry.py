@@ -33,6 +33,13 @@ _BUILTIN_SURROGATES = {
 }
 
 _UNKNOWN_FIX = "use one of gp, random, sobol, or package.module:Class"
+_PLANNER_METHODS = tuple(
+    name for name, value in vars(Planner).items() if callable(value) and not name.startswith("_")
+)
+_CLASS_FIX = (
+    "name a class built as Class(space, objectives, *, seed, **options) with the methods "
+    + ", ".join(_PLANNER_METHODS)
+)
 
 
 def builtin_planners() -> list[str]:
@@ -58,13 +65,17 @@ def make_planner(
         options: Keyword options of the planner's constructor (e.g. ``{"n_initial": 8}``).
 
     Raises:
-        InvalidInput: ``planner`` for an unknown kind or a class that is not a planner;
+        InvalidInput: ``planner`` for an unknown kind, a reference to something other than
+            a class, a class without the Planner methods or one whose constructor does not
+            take ``(space, objectives, *, seed, **options)``;
             ``planner.options.<name>`` for an unexpected or invalid option; the planner's
             own field (``objectives``, ``seed``, ...) for other invalid arguments.
     """
     cls = _resolve_planner(kind)
+    _check_planner_class(kind, cls)
     opts = dict(options or {})
     _check_options(kind, cls, opts)
+    _check_arguments(kind, cls, space, objectives, seed, opts)
     try:
         planner = cls(space, objectives, seed=seed, **opts)
     except InvalidInput as exc:
@@ -136,11 +147,56 @@ def _import_object(target: str, field: str) -> Any:
         raise InvalidInput(
             field, f"cannot import module {module_name!r}: {exc}", "check that it is installed"
         ) from exc
+    except Exception as exc:  # the module's own code failed while importing
+        raise InvalidInput(
+            field,
+            f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}",
+            "fix the module or name another one",
+        ) from exc
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise InvalidInput(field, f"module {module_name!r} has no {attr!r}", _UNKNOWN_FIX)
         obj = getattr(obj, part)
     return obj
+
+
+def _check_planner_class(kind: str, cls: Any) -> None:
+    """Reject references to non-classes and to classes without the Planner methods.
+
+    This runs before anything is called, so ``os:system`` is refused, never executed.
+    """
+    if not inspect.isclass(cls):
+        raise InvalidInput(
+            "planner", f"{kind!r} is a {type(cls).__name__}, not a class", _CLASS_FIX
+        )
+    missing = [name for name in _PLANNER_METHODS if not callable(getattr(cls, name, None))]
+    if missing:
+        raise InvalidInput(
+            "planner",
+            f"{kind!r} is not a planner: it has no {', '.join(missing)}",
+            _CLASS_FIX,
+        )
+
+
+def _check_arguments(
+    kind: str,
+    cls: Any,
+    space: Space,
+    objectives: Mapping[str, str],
+    seed: int,
+    options: Mapping[str, Any],
+) -> None:
+    """Reject a constructor that cannot take ``(space, objectives, seed=, **options)``."""
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return  # no introspectable signature: let the constructor decide
+    try:
+        signature.bind(space, objectives, seed=seed, **options)
+    except TypeError as exc:
+        raise InvalidInput(
+            "planner", f"{kind!r} cannot be built as a planner: {exc}", _CLASS_FIX
+        ) from exc
 
 
 def _check_options(kind: str, cls: Any, options: Mapping[str, Any]) -> None:

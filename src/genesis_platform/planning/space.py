@@ -17,6 +17,9 @@ from genesis_platform.planning.protocols import Params, ParamValue
 
 __all__ = ["Choice", "Int", "Parameter", "Real", "Space", "parameter_from_dict"]
 
+# Planners encode an Int as a float: every whole number up to 2**53 (about 9e15) stays exact.
+_MAX_INT_BOUND = 10**15
+
 
 @dataclass(frozen=True)
 class Real:
@@ -28,6 +31,12 @@ class Real:
 
     def __post_init__(self) -> None:
         _check_bounds(self.low, self.high, self.log)
+        if not math.isfinite(self.high - self.low):
+            raise InvalidInput(
+                "low/high",
+                f"the range {self.low}..{self.high} is too wide to search",
+                "keep low and high within about ±1e300",
+            )
 
     def contains(self, value: object) -> bool:
         """Whether ``value`` is a number within the bounds."""
@@ -40,7 +49,11 @@ class Real:
 
 @dataclass(frozen=True)
 class Int:
-    """An integer parameter on ``[low, high]`` (both included), optionally on a log scale."""
+    """An integer parameter on ``[low, high]`` (both included), optionally on a log scale.
+
+    Both bounds lie within ±1e15, so every value of the range is exact as a float (which is
+    how planners encode it).
+    """
 
     low: int
     high: int
@@ -49,6 +62,13 @@ class Int:
     def __post_init__(self) -> None:
         if not (isinstance(self.low, int) and isinstance(self.high, int)):
             raise InvalidInput("low/high", "integer bounds must be whole numbers", "e.g. low: 10")
+        for name, bound in (("low", self.low), ("high", self.high)):
+            if abs(bound) > _MAX_INT_BOUND:
+                raise InvalidInput(
+                    name,
+                    f"{bound} is beyond ±1e15",
+                    "narrow the range, or use a real parameter with log: true",
+                )
         _check_bounds(self.low, self.high, self.log)
 
     def contains(self, value: object) -> bool:
@@ -64,7 +84,7 @@ class Int:
 
 @dataclass(frozen=True)
 class Choice:
-    """A categorical parameter: one of a list of distinct labels (or numbers)."""
+    """A categorical parameter: one of a list of distinct labels (strings or finite numbers)."""
 
     values: tuple[ParamValue, ...]
 
@@ -74,6 +94,13 @@ class Choice:
         items = tuple(values)
         if not items:
             raise InvalidInput("values", "the choice list is empty", "list at least one value")
+        for item in items:
+            if not (isinstance(item, str) or _is_number(item)):
+                raise InvalidInput(
+                    "values",
+                    f"{item!r} is not a string or a finite number",
+                    "list labels or numbers, e.g. values: [EC-DMC, PC] or values: [1, 2, 4]",
+                )
         if len(set(items)) != len(items):
             raise InvalidInput("values", f"duplicate values in {list(items)}", "list each once")
         object.__setattr__(self, "values", items)
@@ -175,9 +202,9 @@ def parameter_from_dict(data: Mapping[str, Any], where: str = "parameter") -> Pa
     kind = data.get("type")
     try:
         if kind == "real":
-            return Real(data["low"], data["high"], bool(data.get("log", False)))
+            return Real(data["low"], data["high"], data.get("log", False))
         if kind == "int":
-            return Int(data["low"], data["high"], bool(data.get("log", False)))
+            return Int(data["low"], data["high"], data.get("log", False))
         if kind == "choice":
             return Choice(data["values"])
     except KeyError as exc:
@@ -192,6 +219,8 @@ def _is_number(value: object) -> TypeGuard[int | float]:
 
 
 def _check_bounds(low: float, high: float, log: bool) -> None:
+    if not isinstance(log, bool):
+        raise InvalidInput("log", f"must be true or false, got {log!r}", "e.g. log: true")
     if not (_is_number(low) and _is_number(high)):
         raise InvalidInput("low/high", "bounds must be finite numbers", "e.g. low: 0.1, high: 3.0")
     if low >= high:

@@ -2,15 +2,18 @@
 
 Blobs live at ``<root>/sha256/<first two hex digits>/<digest>``. A write copies the source
 in chunks while hashing them (one read), into a temporary file beside the final place, then
-renames it, so a reader never sees a partial blob and identical content is stored once. A
-read hashes what it returns and raises :class:`~genesis_platform.errors.CorruptBlob` when the
-bytes do not match their name.
+renames it, so a reader never sees a partial blob and identical content is stored once. On a
+local file system the copy is fsynced before the rename, so the catalog never refers to a blob
+whose bytes are not yet on disk (a crash would leave it empty). A read hashes what it returns
+and raises :class:`~genesis_platform.errors.CorruptBlob` when the bytes do not match their
+name; writing the same content again replaces a blob that does not match, which repairs it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from genesis_platform.errors import CorruptBlob, NotFound, StorageError
 
@@ -49,6 +53,7 @@ class BlobStore:
             raise StorageError(f"cannot open the object store {url!r}: {exc}") from exc
         self._fs: Any = fs
         self._root: str = root.rstrip("/")
+        self._local = isinstance(fs, LocalFileSystem)
         self._fs.makedirs(self._root, exist_ok=True)
 
     def path(self, digest: str) -> str:
@@ -72,7 +77,11 @@ class BlobStore:
         return self.put_stream(io.BytesIO(data))
 
     def put_stream(self, stream: IO[bytes]) -> BlobRef:
-        """Store what ``stream`` yields, hashing while copying; return its reference."""
+        """Store what ``stream`` yields, hashing while copying; return its reference.
+
+        A blob already stored under the same digest is kept when its bytes are intact, and
+        atomically replaced by the new copy when they are not (size first, then sha256).
+        """
         tmp = f"{self._root}/tmp/{uuid.uuid4().hex}"
         self._fs.makedirs(f"{self._root}/tmp", exist_ok=True)
         hasher, size = hashlib.sha256(), 0
@@ -82,18 +91,38 @@ class BlobStore:
                     hasher.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
+                if self._local:
+                    out.flush()
+                    os.fsync(out.fileno())
             digest = hasher.hexdigest()
             final = self.path(digest)
-            if self._fs.exists(final):
+            if self._intact(final, digest, size):
                 self._fs.rm(tmp)
             else:
-                self._fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
-                self._fs.mv(tmp, final)
+                self._publish(tmp, final)
         except OSError as exc:
             if self._fs.exists(tmp):
                 self._fs.rm(tmp)
             raise StorageError(f"cannot write to the object store {self.url}: {exc}") from exc
         return BlobRef(digest, size)
+
+    def _intact(self, path: str, digest: str, size: int) -> bool:
+        """Whether ``path`` exists and holds ``size`` bytes that hash to ``digest``."""
+        if not self._fs.exists(path) or self._fs.size(path) != size:
+            return False
+        hasher = hashlib.sha256()
+        with self._fs.open(path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                hasher.update(chunk)
+        return hasher.hexdigest() == digest
+
+    def _publish(self, tmp: str, final: str) -> None:
+        """Rename ``tmp`` to ``final``, replacing what is there, in one atomic step."""
+        self._fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+        if self._local:
+            os.replace(tmp, final)
+        else:
+            self._fs.mv(tmp, final)
 
     def read_bytes(self, digest: str) -> bytes:
         """Return the blob's bytes, verified against its digest."""

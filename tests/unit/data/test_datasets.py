@@ -78,3 +78,45 @@ def test_corrupted_file_is_detected_on_read(platform: Platform, tmp_path: Path) 
     (blob / info.files[0].digest).write_text("x,y\n6,6\n")
     with pytest.raises(CorruptBlob, match=info.files[0].digest):
         platform.datasets.read_table("d")
+
+
+def test_re_adding_the_original_file_repairs_a_corrupted_version(
+    platform: Platform, tmp_path: Path
+) -> None:
+    original = _csv(tmp_path / "a.csv")
+    info = platform.datasets.add("d", [original])
+    blob = Path(platform.settings.objects_url) / "sha256" / info.files[0].digest[:2]
+    (blob / info.files[0].digest).write_text("x,y\n6,6\n")
+    with pytest.raises(CorruptBlob):
+        platform.datasets.read_table("d", 1)
+    platform.datasets.add_version("d", [original], message="repair")
+    assert platform.datasets.read_table("d", 1).column("y").to_pylist() == [0, 1, 4]
+
+
+def test_files_that_would_share_a_path_are_refused_before_storing(
+    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for folder in ("d1", "d2"):
+        (tmp_path / folder).mkdir()
+        _csv(tmp_path / folder / "x.csv", rows=2 if folder == "d1" else 4)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidInput) as info:
+        platform.datasets.add("dup", ["d1/x.csv", "d2/x.csv"])
+    assert str(info.value) == (
+        "paths: two files would both be stored as x.csv (d1/x.csv, d2/x.csv)"
+        " (rename one, or add their folders instead)"
+    )
+    assert platform.datasets.list() == []
+    assert not (Path(platform.settings.objects_url) / "sha256").exists() or not any(
+        p.is_file() for p in (Path(platform.settings.objects_url) / "sha256").rglob("*")
+    )
+    assert [f.path for f in platform.datasets.add("dup", ["d1", "d2"]).files] == [
+        "d1/x.csv",
+        "d2/x.csv",
+    ]
+
+
+def test_the_same_file_named_twice_is_stored_once(platform: Platform, tmp_path: Path) -> None:
+    path = _csv(tmp_path / "a.csv")
+    info = platform.datasets.add("d", [path, tmp_path / "." / "a.csv"])
+    assert [f.path for f in info.files] == ["a.csv"]

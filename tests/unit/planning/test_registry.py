@@ -30,6 +30,18 @@ class EveryOther(RandomPlanner):
 class NotAPlanner:
     def __init__(self, space, objectives, *, seed=0):
         pass
+
+
+class TakesNoSpace(RandomPlanner):
+    def __init__(self, *, seed=0):
+        raise AssertionError("never called")
+
+
+def not_a_class(space, objectives, *, seed=0):
+    raise AssertionError("never called")
+"""
+BROKEN = """
+raise RuntimeError("boom")
 """
 
 
@@ -82,6 +94,31 @@ def test_class_that_is_not_a_planner(plugin_module: str) -> None:
     with pytest.raises(InvalidInput) as info:
         make_planner(f"{plugin_module}:NotAPlanner", SPACE, {"y": "max"})
     assert info.value.field == "planner"
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("collections:OrderedDict", "it has no ask, tell"),
+        ("os:system", "not a class"),
+        ("os:path", "module, not a class"),
+        ("genesis_platform.planning.registry:_UNKNOWN_FIX", "str, not a class"),
+        ("genesis_test_plugin:not_a_class", "function, not a class"),
+        ("genesis_test_plugin:NotAPlanner", "it has no ask"),
+        ("genesis_test_plugin:TakesNoSpace", "cannot be built"),
+        ("genesis_test_broken:Planner", "RuntimeError: boom"),
+    ],
+)
+def test_references_that_are_not_planner_classes_are_refused_before_a_call(
+    plugin_module: str, tmp_path: Path, kind: str, words: str
+) -> None:
+    (tmp_path / "genesis_test_broken.py").write_text(BROKEN)
+    with pytest.raises(InvalidInput) as info:
+        make_planner(kind, SPACE, {"y": "max"})
+    sys.modules.pop("genesis_test_broken", None)
+    assert info.value.field == "planner"
+    assert words in info.value.problem
+    assert info.value.fix
 
 
 def test_entry_points(monkeypatch: pytest.MonkeyPatch, plugin_module: str) -> None:

@@ -70,6 +70,16 @@ def test_validate_uses_the_given_prefix(mixed_space: Space) -> None:
         (lambda: Choice([]), "values"),
         (lambda: Choice(["a", "a"]), "values"),
         (lambda: Choice("ab"), "values"),
+        (lambda: Choice([[1], [2]]), "values"),
+        (lambda: Choice([{"a": 1}]), "values"),
+        (lambda: Choice(["a", True]), "values"),
+        (lambda: Choice([1.0, float("nan")]), "values"),
+        (lambda: Choice([None]), "values"),
+        (lambda: Real(0.0, 1.0, log="no"), "log"),
+        (lambda: Int(1, 10, log=1), "log"),
+        (lambda: Real(-1e308, 1e308), "low/high"),
+        (lambda: Int(0, 10**20), "high"),
+        (lambda: Int(-(10**16), 0), "low"),
         (lambda: Space({}), "space"),
         (lambda: Space({"not a name": Real(0.0, 1.0)}), "space.not a name"),
         (lambda: Space({"x": (0.0, 1.0)}), "space.x"),
@@ -79,6 +89,13 @@ def test_bad_definitions_name_the_field(build: object, field: str) -> None:
     with pytest.raises(InvalidInput) as info:
         build()  # type: ignore[operator]
     assert info.value.field == field
+    assert info.value.fix
+
+
+def test_edge_definitions_are_accepted() -> None:
+    assert Int(-(10**15), 10**15).contains(10**15)
+    assert Choice(["a", 1, 2.5]).contains(2.5)
+    assert Real(1e-300, 1e300, log=True).log is True
 
 
 def test_to_dict_round_trip(mixed_space: Space) -> None:
@@ -97,3 +114,9 @@ def test_from_dict_names_the_field() -> None:
     with pytest.raises(InvalidInput) as info:
         parameter_from_dict({"type": "real", "low": 2.0, "high": 1.0}, "space.y")
     assert info.value.field == "space.y.low/high"
+    with pytest.raises(InvalidInput) as info:  # a truthy string is not a log scale
+        parameter_from_dict({"type": "real", "low": 1.0, "high": 2.0, "log": "no"}, "space.y")
+    assert info.value.field == "space.y.log"
+    with pytest.raises(InvalidInput) as info:
+        parameter_from_dict({"type": ["real"]}, "space.y")
+    assert info.value.field == "space.y.type"

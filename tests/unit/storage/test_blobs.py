@@ -1,4 +1,5 @@
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,47 @@ def test_works_over_other_fsspec_backends() -> None:
     store = BlobStore("memory://genesis-test-objects")
     ref = store.put_bytes(b"in memory")
     assert store.read_bytes(ref.digest) == b"in memory"
+
+
+def test_re_adding_the_original_repairs_a_corrupted_blob(store: BlobStore) -> None:
+    ref = store.put_bytes(b"precious data")
+    Path(store.path(ref.digest)).write_bytes(b"precious dat4")
+    assert store.put_bytes(b"precious data") == ref
+    assert store.read_bytes(ref.digest) == b"precious data"
+
+
+def test_a_truncated_blob_is_repaired_too(store: BlobStore) -> None:
+    ref = store.put_bytes(b"precious data")
+    Path(store.path(ref.digest)).write_bytes(b"prec")
+    store.put_bytes(b"precious data")
+    store.verify(ref.digest)
+
+
+def test_an_intact_blob_is_left_in_place(store: BlobStore, tmp_path: Path) -> None:
+    ref = store.put_bytes(b"same")
+    inode = Path(store.path(ref.digest)).stat().st_ino
+    store.put_bytes(b"same")
+    assert Path(store.path(ref.digest)).stat().st_ino == inode
+    assert not any((tmp_path / "objects" / "tmp").iterdir())
+
+
+def test_local_blobs_are_on_disk_before_they_get_their_name(
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    real_replace = os.replace
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        assert synced, "renamed before fsync"
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    ref = store.put_bytes(b"durable")
+    assert synced
+    assert store.read_bytes(ref.digest) == b"durable"

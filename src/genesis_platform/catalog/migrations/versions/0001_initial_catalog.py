@@ -74,6 +74,7 @@ def upgrade() -> None:
         sa.Column("stop_reason", sa.Text(), nullable=False),
         sa.Column("error", sa.Text(), nullable=False),
         sa.Column("wall_seconds", sa.Double(), nullable=False),
+        sa.Column("core_seconds", sa.Double(), nullable=False),
         sa.Column("dataset_id", sa.Integer(), nullable=True),
         sa.Column("model_id", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
