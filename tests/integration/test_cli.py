@@ -1,13 +1,11 @@
 """The genesis command, in-process: listings as JSON, bad input as exit code 2."""
 
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from genesis_platform.cli import main
+from tests.integration.cli import run, run_json
 
 FAST = """
 name: cli-fast
@@ -20,19 +18,6 @@ planner: sobol
 runner: {station: electrolyte, options: {latency_s: 0}}
 budget: {trials: 6, parallel: 2}
 """
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
-    code, out, err = run(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
 
 
 def test_campaign_run_list_show(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -130,3 +115,35 @@ def test_corrupted_blob_exits_2_naming_it(
     assert f"blob {file['digest']} is corrupted" in " ".join(err.split())
     code, _, _ = run(capsys, "data", "fetch", "d@1", str(tmp_path / "out2"))
     assert code == 2 and not (tmp_path / "out2" / "a.csv").exists()
+
+
+def test_bad_input_changes_nothing_already_stored(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spec = tmp_path / "c.yaml"
+    spec.write_text(FAST.replace("planner: sobol", "planner: gp"))
+    assert run(capsys, "campaign", "run", str(spec), "--quiet")[0] == 0
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    assert run(capsys, "data", "add", "d", str(tmp_path / "a.csv"))[0] == 0
+
+    def state() -> list[object]:
+        return [
+            run_json(capsys, "campaign", "show", "1"),
+            run_json(capsys, "data", "list"),
+            run_json(capsys, "model", "list"),
+            run_json(capsys, "data", "show", "d"),
+        ]
+
+    before = state()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(FAST.replace("low: 10, high: 60", "low: 60, high: 10"))
+    for argv in (
+        ["campaign", "run", str(bad)],
+        ["campaign", "resume", "1"],  # completed: nothing to resume
+        ["data", "add", "d", str(tmp_path / "missing.csv")],
+        ["data", "show", "d@9"],
+        ["model", "show", "cli-fast-1-surrogate@99"],
+    ):
+        code, _, err = run(capsys, *argv)
+        assert code in (1, 2) and "error:" in err, argv
+    assert state() == before

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from genesis_platform.cli import main
+from tests.integration.cli import run
 
 STATION = """
 name: cli-bad
@@ -48,13 +48,6 @@ CASES = [
     ("solvent: {type", "123: {type", "space.123"),
     ("solvent: {type", "trial: {type", "space.trial"),
 ]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
 
 
 @pytest.mark.parametrize(("old", "new", "field"), CASES)

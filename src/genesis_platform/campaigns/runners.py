@@ -62,29 +62,36 @@ class TrialRunner(Protocol):
         ...
 
 
-class StationRunner:
-    """Runs trials as operations on a lab station."""
+class _InProcessRunner:
+    """What both built-in runners share: label, slots, ids, and no re-attachment."""
 
-    def __init__(self, name: str, station: Station, slots: int) -> None:
-        self.label = f"station:{name}"
-        self._station = station
+    def __init__(self, label: str, slots: int) -> None:
+        self.label = label
         self._slots = slots
 
     def slots(self) -> int:
-        """Parallel operations the campaign uses."""
+        """Trials the campaign runs at once."""
         return self._slots
 
     def external_id(self, trial_id: int, attempt: int) -> str:
-        """``station:NAME:trial-ID.ATTEMPT``."""
+        """``KIND:NAME:trial-ID.ATTEMPT``."""
         return f"{self.label}:trial-{trial_id}.{attempt}"
+
+    def reattach(self, external_id: str) -> Future[Outcome] | None:
+        """In-process runners cannot re-attach: what was in flight died with the process."""
+        return None
+
+
+class StationRunner(_InProcessRunner):
+    """Runs trials as operations on a lab station."""
+
+    def __init__(self, name: str, station: Station, slots: int) -> None:
+        super().__init__(f"station:{name}", slots)
+        self._station = station
 
     def start(self, external_id: str, params: Mapping[str, ParamValue]) -> Future[Outcome]:
         """Send the operation to the station."""
         return _then(self._station.run(Operation(external_id, dict(params))), _from_measurement)
-
-    def reattach(self, external_id: str) -> Future[Outcome] | None:
-        """Simulated stations run in this process: what was in flight died with it."""
-        return None
 
     def close(self, abort: bool = False) -> None:
         """Release the station, aborting its operations first if asked."""
@@ -93,31 +100,18 @@ class StationRunner:
         self._station.close()
 
 
-class SiteRunner:
+class SiteRunner(_InProcessRunner):
     """Runs trials as calls of a Python function on a compute site."""
 
     def __init__(self, site: str, function: str, executor: Executor, slots: int) -> None:
-        self.label = f"site:{site}"
+        super().__init__(f"site:{site}", slots)
         self._function = function
         self._executor = executor
-        self._slots = slots
-
-    def slots(self) -> int:
-        """Parallel tasks the campaign uses."""
-        return self._slots
-
-    def external_id(self, trial_id: int, attempt: int) -> str:
-        """``site:NAME:trial-ID.ATTEMPT``."""
-        return f"{self.label}:trial-{trial_id}.{attempt}"
 
     def start(self, external_id: str, params: Mapping[str, ParamValue]) -> Future[Outcome]:
         """Submit the function call."""
         task = TaskSpec(function=self._function, kwargs=dict(params), name=external_id)
         return _then(self._executor.submit(task), _from_task_result)
-
-    def reattach(self, external_id: str) -> Future[Outcome] | None:
-        """Local process-pool tasks die with the platform: nothing to re-attach."""
-        return None
 
     def close(self, abort: bool = False) -> None:
         """Shut the executor down without waiting for stragglers."""

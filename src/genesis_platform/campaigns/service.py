@@ -57,6 +57,7 @@ class CampaignInfo:
 
     id: int
     name: str
+    project: str | None
     state: str
     objective: str
     direction: str
@@ -225,6 +226,7 @@ class CampaignService:
         return CampaignInfo(
             id=row.id,
             name=row.name,
+            project=spec.project,
             state=state,
             objective=objective,
             direction=direction,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
 
 import typer
 from rich.markup import escape
 
-from genesis_platform.campaigns.service import CampaignInfo
+from genesis_platform.campaigns.service import Campaign, CampaignInfo
 from genesis_platform.cli._common import (
     console,
     err_console,
@@ -83,14 +85,20 @@ def show(
     )
 
 
-def _run(campaign: object, quiet: bool, json_out: bool) -> None:
-    info = campaign.run(progress=not quiet and not json_out)  # type: ignore[attr-defined]
+def _run(campaign: Campaign, quiet: bool, json_out: bool) -> None:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    info = campaign.run(progress=not quiet and not json_out)
     if json_out:
         print_json(info.to_dict())
     else:
         _summary(info)
     if info.state == "failed":
         raise typer.Exit(1)
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Let SIGTERM stop a running campaign as Ctrl-C does (marked stopped, resumable)."""
+    raise SystemExit(128 + signum)
 
 
 def _summary(info: CampaignInfo) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from genesis_platform.catalog.database import retry_conflicts
+from genesis_platform.catalog.queries import with_version_stats
 from genesis_platform.catalog.tables import Dataset, DatasetFile, DatasetVersion
 from genesis_platform.data.refs import format_ref, split_ref
 from genesis_platform.errors import InvalidInput, NotFound
@@ -170,20 +171,7 @@ class DatasetService:
     def list(self) -> list[DatasetInfo]:
         """Every dataset, by name."""
         with self._ctx.reading(Resource("dataset", "*")) as s:
-            counts = (
-                select(
-                    DatasetVersion.dataset_id,
-                    func.count().label("n"),
-                    func.max(DatasetVersion.version).label("latest"),
-                )
-                .group_by(DatasetVersion.dataset_id)
-                .subquery()
-            )
-            rows = s.execute(
-                select(Dataset, counts.c.n, counts.c.latest)
-                .join(counts, counts.c.dataset_id == Dataset.id)
-                .order_by(Dataset.name)
-            ).all()
+            rows = with_version_stats(s, Dataset, DatasetVersion.dataset_id, DatasetVersion.version)
             return [
                 DatasetInfo(d.name, d.description, d.license, n, latest, d.created_at, d.created_by)
                 for d, n, latest in rows

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from genesis_platform.catalog.database import retry_conflicts
+from genesis_platform.catalog.queries import with_version_stats
 from genesis_platform.catalog.tables import Dataset, DatasetVersion, Model, ModelVersion
 from genesis_platform.data.refs import format_ref, parse_ref, split_ref
 from genesis_platform.errors import InvalidInput, NotFound
@@ -146,20 +147,7 @@ class ModelService:
     def list(self) -> list[ModelInfo]:
         """Every model, by name."""
         with self._ctx.reading(Resource("model", "*")) as s:
-            stats = (
-                select(
-                    ModelVersion.model_id,
-                    func.count().label("n"),
-                    func.max(ModelVersion.version).label("latest"),
-                )
-                .group_by(ModelVersion.model_id)
-                .subquery()
-            )
-            rows = s.execute(
-                select(Model, stats.c.n, stats.c.latest)
-                .join(stats, stats.c.model_id == Model.id)
-                .order_by(Model.name)
-            ).all()
+            rows = with_version_stats(s, Model, ModelVersion.model_id, ModelVersion.version)
             out = []
             for model, n, latest in rows:
                 framework = s.scalar(
