@@ -60,3 +60,22 @@ def test_readme_main_command_runs_the_quickstart(tmp_path: Path) -> None:
     assert [m["name"] for m in models] == ["electrolyte-quickstart-1-surrogate"]  # type: ignore[union-attr]
     assert models[0]["versions"] >= 3  # type: ignore[index]
     assert campaign["best"] > 10.0  # mS/cm: the loop found a good electrolyte
+
+    # the README's "After the campaign" commands work as shown
+    readme = (ROOT / "README.md").read_text()
+    for command in (
+        "genesis campaign show 1",
+        "genesis lineage model electrolyte-quickstart-1-surrogate",
+    ):
+        assert command in readme
+        shown = subprocess.run(command.split(), env=env, capture_output=True, text=True)
+        assert shown.returncode == 0, shown.stderr
+    lineage = subprocess.run(
+        ["genesis", "lineage", "model", "electrolyte-quickstart-1-surrogate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "dataset electrolyte-quickstart-1-observations@" in lineage
+    assert lineage.count("wasGeneratedBy: trial") == 30  # back to every trial
