@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from rich.markup import escape
 
@@ -48,18 +47,15 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the ``genesis`` command; exit 2 on bad input, 3 on denied access, 1 on failure."""
+    """Run the ``genesis`` command; exit 2 on bad input, 3 on denied access, 1 on failure.
+
+    Usage errors (exit 2), ``--help`` and Ctrl-C are handled by Typer; Genesis errors are
+    printed here as one line and mapped to their exit code.
+    """
     try:
-        result = app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="genesis")
     except GenesisError as exc:
         err_console.print(
             f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
         )
         sys.exit(exit_code(exc))
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err_console.print("interrupted")
-        sys.exit(130)
-    sys.exit(result if isinstance(result, int) else 0)

@@ -87,7 +87,11 @@ def show(
 
 def _run(campaign: Campaign, quiet: bool, json_out: bool) -> None:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    info = campaign.run(progress=not quiet and not json_out)
+    try:
+        info = campaign.run(progress=not quiet and not json_out)
+    except KeyboardInterrupt:
+        err_console.print(f"stopped; resume with: genesis campaign resume {campaign.id}")
+        raise typer.Exit(130) from None
     if json_out:
         print_json(info.to_dict())
     else:
