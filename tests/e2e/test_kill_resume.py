@@ -156,3 +156,59 @@ def test_ctrl_c_stops_cleanly_and_resume_completes(tmp_path: Path) -> None:
     )
     assert resumed.returncode == 0, resumed.stderr
     _check_complete_and_once(env, journal, max_interrupted=2)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_cli_alone_stops_it_and_its_workers(tmp_path: Path) -> None:
+    env, journal, spec = _setup(tmp_path)
+    env["GENESIS_TEST_SLEEP"] = "1.5"
+    process = _start(env, "run", str(spec))
+    before = len(_journal(journal))
+    deadline = time.monotonic() + 120
+    while len(_journal(journal)) <= before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    started = time.monotonic()
+    process.terminate()  # SIGTERM to the CLI process only, not its group
+    assert process.wait(timeout=30) == 143
+    assert time.monotonic() - started < 5, "the trials in flight were not aborted"
+    ran = len(_journal(journal))
+    stopped = _show(env)
+    assert stopped["state"] == "stopped"
+    assert "running" not in {t["state"] for t in stopped["trials"]}  # type: ignore[attr-defined]
+    time.sleep(2.0)
+    assert len(_journal(journal)) == ran, "a worker went on running trials"
+
+    env["GENESIS_TEST_SLEEP"] = "0.05"
+    resumed = subprocess.run(
+        ["genesis", "campaign", "resume", "1", "--quiet"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    _check_complete_and_once(env, journal, max_interrupted=2)
+
+
+@pytest.mark.slow
+def test_ctrl_c_aborts_long_station_operations(tmp_path: Path) -> None:
+    spec = tmp_path / "slow.yaml"
+    spec.write_text(
+        CAMPAIGN.replace(
+            'runner: {site: local, function: "genesis_platform.testing.functions:journaled"}',
+            "runner: {station: electrolyte, options: {latency_s: 30}}",
+        ).replace("objectives: {value: min}", "objectives: {conductivity: max}")
+    )
+    env = {**os.environ, "GENESIS_HOME": str(tmp_path / "home")}
+    process = _start(env, "run", str(spec))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        listed = subprocess.run(
+            ["genesis", "campaign", "show", "1", "--json"], env=env, capture_output=True, text=True
+        )
+        if listed.returncode == 0 and json.loads(listed.stdout)["n_trials"] >= 2:
+            break
+        time.sleep(0.2)
+    started = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert time.monotonic() - started < 5, "Ctrl-C waited for the 30 s operations"
+    shown = _show(env)
+    assert shown["state"] == "stopped"
+    assert [t["state"] for t in shown["trials"]] == ["interrupted", "interrupted"]  # type: ignore[attr-defined]

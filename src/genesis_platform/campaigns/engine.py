@@ -137,25 +137,29 @@ class CampaignEngine:
         """
         self._load_usage()
         self._set_state("running", started=True)
+        abort = False
         try:
             self._recover()
             self._loop()
             return self._finalize()
         except (KeyboardInterrupt, SystemExit) as exc:
+            abort = bool(self._inflight)
             self._abandon_inflight(f"{type(exc).__name__}")
             self._set_state("stopped", reason="interrupted by the user; resume to go on")
             raise
         except GenesisError as exc:
+            abort = bool(self._inflight)
             self._abandon_inflight("the loop failed")
             self._set_state("failed", error=str(exc))
             raise
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
+            abort = bool(self._inflight)
             self._abandon_inflight("the loop failed")
             self._set_state("failed", error=error)
             raise CampaignError(f"campaign {self._id} failed: {error}") from exc
         finally:
-            self._runner.close(abort=bool(self._inflight))
+            self._runner.close(abort=abort)
 
     def _loop(self) -> None:
         self._report()

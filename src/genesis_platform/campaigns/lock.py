@@ -1,9 +1,15 @@
-"""One process at a time runs a given campaign: an advisory file lock in the home."""
+"""One process at a time runs a given campaign: an advisory file lock.
+
+The lock files live beside a SQLite catalog (so every home that shares the catalog file
+shares them) or in the home for other catalogs. A catalog shared between hosts (PostgreSQL)
+needs a lock in the catalog itself; that comes with the server.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -43,15 +49,13 @@ class CampaignLock:
 
     def __enter__(self) -> CampaignLock:
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock_within(fd, seconds=2.0):  # a status probe holds it for microseconds
             os.close(fd)
             raise CampaignError(
                 f"campaign {self._id} is being run by another process; wait for it or stop it "
                 "before resuming",
                 campaign=self._id,
-            ) from None
+            )
         self._fd = fd
         return self
 
@@ -65,3 +69,16 @@ class CampaignLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def _lock_within(fd: int, seconds: float) -> bool:
+    """Try to take the exclusive lock for up to ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)

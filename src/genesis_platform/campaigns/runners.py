@@ -114,8 +114,11 @@ class SiteRunner(_InProcessRunner):
         return _then(self._executor.submit(task), _from_task_result)
 
     def close(self, abort: bool = False) -> None:
-        """Shut the executor down without waiting for stragglers."""
-        self._executor.shutdown(wait=False)
+        """Shut the executor down; with ``abort``, kill the tasks still running."""
+        if abort and isinstance(self._executor, LocalExecutor):
+            self._executor.terminate()
+        else:
+            self._executor.shutdown(wait=False)
 
 
 def make_runner(spec: CampaignSpec) -> TrialRunner:

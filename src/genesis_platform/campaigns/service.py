@@ -162,9 +162,18 @@ class CampaignService:
             )
         return campaign
 
+    @property
+    def _locks(self) -> Path:
+        """Folder of the campaign lock files: beside a SQLite catalog, else in the home."""
+        url = self._ctx.db.url
+        if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+            catalog = Path(url.removeprefix("sqlite:///"))
+            return catalog.with_name(f"{catalog.name}.locks")
+        return self._ctx.home / "locks"
+
     def _run(self, campaign: Campaign, progress: bool) -> CampaignInfo:
         spec = campaign.spec
-        with CampaignLock(self._ctx.home / "locks", campaign.id):
+        with CampaignLock(self._locks, campaign.id):
             planner = self._planner(spec)
             runner = make_runner(spec)
             objective = next(iter(spec.objectives))
@@ -221,7 +230,9 @@ class CampaignService:
             direction,
         )
         state, stop_reason = row.state, row.stop_reason
-        if state == "running" and not CampaignLock.held(self._ctx.home / "locks", row.id):
+        if state == "created":
+            state, stop_reason = "stopped", "created but never run; resume to run it"
+        elif state == "running" and not CampaignLock.held(self._locks, row.id):
             state, stop_reason = "stopped", _ORPHANED
         return CampaignInfo(
             id=row.id,

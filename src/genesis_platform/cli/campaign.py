@@ -89,9 +89,9 @@ def _run(campaign: Campaign, quiet: bool, json_out: bool) -> None:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         info = campaign.run(progress=not quiet and not json_out)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         err_console.print(f"stopped; resume with: genesis campaign resume {campaign.id}")
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     if json_out:
         print_json(info.to_dict())
     else:
@@ -100,9 +100,13 @@ def _run(campaign: Campaign, quiet: bool, json_out: bool) -> None:
         raise typer.Exit(1)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop the campaign as Ctrl-C does."""
+
+
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     """Let SIGTERM stop a running campaign as Ctrl-C does (marked stopped, resumable)."""
-    raise SystemExit(128 + signum)
+    raise Terminated()
 
 
 def _summary(info: CampaignInfo) -> None:

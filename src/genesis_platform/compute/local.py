@@ -170,6 +170,22 @@ class LocalExecutor:
         if processes is not None:
             processes.shutdown(wait=wait, cancel_futures=not wait)
 
+    def terminate(self) -> None:
+        """Stop at once: cancel queued tasks and kill the worker processes running tasks.
+
+        Their futures fail with :class:`~genesis_platform.errors.ExecutorError`.
+        """
+        with self._lock:
+            self._closed = self._pool_closed = True
+            processes = self._processes
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        if processes is not None:
+            # ProcessPoolExecutor gains terminate_workers() in Python 3.14; until then its
+            # process table is the only handle on the workers.
+            for process in list(getattr(processes, "_processes", {}).values()):
+                process.terminate()
+            processes.shutdown(wait=False, cancel_futures=True)
+
     def __enter__(self) -> LocalExecutor:
         return self
 
@@ -239,7 +255,12 @@ class LocalExecutor:
             if self._processes is None:
                 if self._pool_closed:
                     raise ExecutorError("the local executor shut down before the task started")
-                self._processes = ProcessPoolExecutor(self._max_workers, mp_context=self._context)
+                self._processes = ProcessPoolExecutor(
+                    self._max_workers,
+                    mp_context=self._context,
+                    initializer=_exit_with_parent,
+                    initargs=(os.getpid(),),
+                )
             return self._processes
 
     def _replace_broken_pool(self, broken: ProcessPoolExecutor) -> None:
@@ -247,8 +268,33 @@ class LocalExecutor:
         with self._lock:
             if self._pool_closed or self._processes is not broken:
                 return
-            self._processes = ProcessPoolExecutor(self._max_workers, mp_context=self._context)
+            self._processes = ProcessPoolExecutor(
+                self._max_workers,
+                mp_context=self._context,
+                initializer=_exit_with_parent,
+                initargs=(os.getpid(),),
+            )
         broken.shutdown(wait=False)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: exit when the process that made the pool is gone.
+
+    Workers are children of the forkserver, not of the platform, so nothing else stops them
+    from running on (and running experiments) after the platform is killed.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(70)
+            except PermissionError:  # the pid was reused by another user's process
+                os._exit(70)
+
+    threading.Thread(target=watch, name="genesis-parent-watch", daemon=True).start()
 
 
 def _default_workers() -> int:

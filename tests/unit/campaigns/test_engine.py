@@ -74,10 +74,12 @@ def test_some_failures_still_complete(platform: Platform) -> None:
 
 
 def test_target_stops_the_campaign_early(platform: Platform) -> None:
-    info = _create(platform, stop={"target": 0.0}, budget={"trials": 50, "parallel": 1}).run()
+    info = _create(platform, stop={"target": 9.0}, budget={"trials": 200, "parallel": 1}).run()
     assert info.state == "completed"
-    assert info.n_trials == 1
-    assert "target" in info.stop_reason
+    assert "target conductivity = 9.0 reached" in info.stop_reason
+    values = [t.values["conductivity"] for t in platform.campaigns.get(info.id).trials()]  # type: ignore[index]
+    assert values[-1] >= 9.0 and max(values[:-1], default=0.0) < 9.0  # stopped at the first hit
+    assert info.n_trials < 200
 
 
 def test_no_improvement_rule(platform: Platform) -> None:
@@ -86,6 +88,9 @@ def test_no_improvement_rule(platform: Platform) -> None:
     ).run()
     assert info.n_trials < 200
     assert "no improvement in 3" in info.stop_reason
+    values = [t.values["conductivity"] for t in platform.campaigns.get(info.id).trials()]  # type: ignore[index]
+    best_at = values.index(max(values))
+    assert len(values) - 1 - best_at == 3  # exactly three trials after the best, none better
 
 
 def test_site_runner_runs_a_function(platform: Platform) -> None:
@@ -141,3 +146,11 @@ def test_completed_campaign_cannot_be_resumed(platform: Platform) -> None:
         platform.campaigns.resume(info.id)
     with pytest.raises(CampaignSpecError, match="not a campaign id"):
         platform.campaigns.get("abc")
+
+
+def test_a_campaign_never_run_is_listed_as_stopped(platform: Platform) -> None:
+    campaign = _create(platform)
+    [listed] = platform.campaigns.list()
+    assert (listed.id, listed.state) == (campaign.id, "stopped")
+    assert "never run" in listed.stop_reason
+    assert platform.campaigns.resume(campaign.id).run().state == "completed"
