@@ -87,6 +87,13 @@ def _show(env: dict[str, str]) -> dict[str, object]:
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
+def _resume_to_the_end(env: dict[str, str]) -> None:
+    resumed = subprocess.run(
+        ["genesis", "campaign", "resume", "1", "--quiet"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+
+
 def _check_complete_and_once(env: dict[str, str], journal: Path, max_interrupted: int) -> None:
     shown = _show(env)
     trials: list[dict[str, object]] = shown["trials"]  # type: ignore[assignment]
@@ -134,10 +141,7 @@ def test_sigkill_twice_then_resume(tmp_path: Path, seed: int) -> None:
     assert len(_journal(journal)) < TRIALS, "the campaign ended before the kills; raise TRIALS"
     assert _show(env)["state"] == "stopped"  # its process is gone: shown as stopped
 
-    resumed = subprocess.run(
-        ["genesis", "campaign", "resume", "1", "--quiet"], env=env, capture_output=True, text=True
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    _resume_to_the_end(env)
     _check_complete_and_once(env, journal, max_interrupted=4)
 
 
@@ -151,10 +155,7 @@ def test_ctrl_c_stops_cleanly_and_resume_completes(tmp_path: Path) -> None:
     assert stopped["state"] == "stopped"
     assert "running" not in {t["state"] for t in stopped["trials"]}  # type: ignore[attr-defined]
 
-    resumed = subprocess.run(
-        ["genesis", "campaign", "resume", "1", "--quiet"], env=env, capture_output=True, text=True
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    _resume_to_the_end(env)
     _check_complete_and_once(env, journal, max_interrupted=2)
 
 
@@ -179,10 +180,7 @@ def test_sigterm_to_the_cli_alone_stops_it_and_its_workers(tmp_path: Path) -> No
     assert len(_journal(journal)) == ran, "a worker went on running trials"
 
     env["GENESIS_TEST_SLEEP"] = "0.05"
-    resumed = subprocess.run(
-        ["genesis", "campaign", "resume", "1", "--quiet"], env=env, capture_output=True, text=True
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    _resume_to_the_end(env)
     _check_complete_and_once(env, journal, max_interrupted=2)
 
 
