@@ -106,13 +106,7 @@ class CampaignService:
             CampaignSpecError: a field does not validate; the message names it.
         """
         spec = _coerce_spec(spec, fields)
-        make_planner(
-            spec.planner.kind,
-            spec.build_space(),
-            spec.objectives,
-            seed=spec.seed,
-            options=spec.planner.options,
-        )
+        self._planner(spec)  # validates the planner and its options
         check_runner(spec)
         with self._ctx.mutation("write", Resource("campaign", spec.name), {"op": "create"}) as s:
             row = CampaignRow(

@@ -183,16 +183,6 @@ class DatasetService:
         with self._ctx.reading(Resource("dataset", name)) as s:
             return self._version_info(s, _find_version(s, name, version), name)
 
-    def get_by_id(self, version_id: int) -> DatasetVersionInfo:
-        """A dataset version by its catalog id."""
-        with self._ctx.db.session(write=False) as s:
-            row = s.get(DatasetVersion, version_id)
-            if row is None:
-                raise NotFound("dataset version id", version_id)
-            dataset = s.get_one(Dataset, row.dataset_id)
-            self._ctx.authorize("read", Resource("dataset", dataset.name))
-            return self._version_info(s, row, dataset.name)
-
     def files(self, name: str, version: int | None = None) -> builtins.list[FileInfo]:
         """The files of a dataset version."""
         return list(self.get(name, version).files)
