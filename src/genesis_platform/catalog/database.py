@@ -23,7 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from genesis_platform.errors import CatalogError
@@ -51,7 +51,7 @@ class Database:
             self.engine: Engine = _make_engine(url)
             self._read_engine = self.engine.execution_options(**{_READ_ONLY: True})
             if migrate:
-                self.migrate()
+                _while_locked(self.migrate)
         except SQLAlchemyError as exc:
             raise CatalogError(f"cannot open the catalog {url}: {_reason(exc)}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -104,6 +104,24 @@ class Database:
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
+
+
+def _while_locked(step: Callable[[], None], patience_s: float = 30.0) -> None:
+    """Run ``step``, again while SQLite says "database is locked".
+
+    Opening a catalog that other processes open at the same moment can meet SQLite's
+    immediate "database is locked" (cases where it skips its busy handler to avoid a
+    deadlock, e.g. switching a new file into WAL mode); waiting a moment resolves it.
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            step()
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05 + random.random() * 0.1)
 
 
 def retry_conflicts(transaction: Callable[[], T], *, attempts: int = 5) -> T:
