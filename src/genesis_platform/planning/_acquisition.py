@@ -1,29 +1,48 @@
-"""Log expected improvement and its optimization over a (mixed) encoded space.
+"""Acquisition functions: how much a candidate is worth measuring, with gradients.
 
-LogEI follows Ament et al. (2023), "Unexpected Improvements to Expected Improvement": the
-logarithm of EI computed without underflow, so its gradient stays informative far from the
-incumbent, where plain EI is numerically zero.
+Every acquisition scores encoded points ``x`` (m, d) and returns ``(m,)`` values, higher is
+better; :meth:`Acquisition.with_grad` also returns the ``(m, d)`` gradient for L-BFGS-B.
+
+- :class:`LogEI` — log expected improvement (Ament et al., 2023, "Unexpected Improvements
+  to Expected Improvement"): EI's logarithm computed without underflow, so its gradient
+  stays informative far from the incumbent, where plain EI is numerically zero.
+- :class:`LogNoisyEI` — the noisy form: EI averaged over incumbents drawn from the joint
+  posterior of the latent function at the observed points (Letham et al., 2019, with the
+  candidate's own correlation to them ignored), so noise in the best observation is not
+  mistaken for a real optimum.
+- :class:`UpperConfidenceBound` — ``mean + sqrt(beta) * std``.
+- :class:`WithFeasibility` — adds ``log P(every outcome constraint holds)`` under
+  independent GPs of the constrained metrics (Gardner et al., 2014).
+- :class:`LogEHVI` — log expected hypervolume improvement for several objectives, exact
+  for independent GPs (:mod:`~genesis_platform.planning._ehvi`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import erfcx, log_ndtr
+from scipy.special import erfcx, log_ndtr, logsumexp
 
 from genesis_platform.planning._gp_model import Posterior
-from genesis_platform.planning.encoding import Encoder, FloatArray
+from genesis_platform.planning.encoding import FloatArray
 
-__all__ = ["AcquisitionOptimizer", "log_ei", "log_ei_with_grad", "log_h"]
+__all__ = [
+    "Acquisition",
+    "LogEI",
+    "LogNoisyEI",
+    "UpperConfidenceBound",
+    "WithFeasibility",
+    "log_ei",
+    "log_ei_with_grad",
+    "log_h",
+]
 
 _C1 = 0.5 * math.log(2.0 * math.pi)
 _C2 = 0.5 * math.log(math.pi / 2.0)
 _ASYMPTOTIC = -1.0 / math.sqrt(np.finfo(np.float64).eps)
-_LOCAL_SIGMAS = np.array([1e-3, 1e-2, 1e-1])
-"""Standard deviations (unit-cube units) of the perturbations around the best points."""
 
 
 def log_h(z: FloatArray) -> FloatArray:
@@ -56,7 +75,7 @@ def _log1mexp(x: FloatArray) -> FloatArray:
     return out
 
 
-def log_ei(mean: FloatArray, std: FloatArray, best: float) -> FloatArray:
+def log_ei(mean: FloatArray, std: FloatArray, best: float | FloatArray) -> FloatArray:
     """Log expected improvement over ``best`` (maximization). Shapes ``(m,)``."""
     z = (mean - best) / std
     out: FloatArray = log_h(z) + np.log(std)
@@ -64,7 +83,7 @@ def log_ei(mean: FloatArray, std: FloatArray, best: float) -> FloatArray:
 
 
 def log_ei_with_grad(
-    mean: FloatArray, std: FloatArray, best: float
+    mean: FloatArray, std: FloatArray, best: float | FloatArray
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Log EI and its derivatives in ``mean`` and ``std``. Each of shape ``(m,)``."""
     z = (mean - best) / std
@@ -74,162 +93,183 @@ def log_ei_with_grad(
     return lh + np.log(std), d_mean, d_std
 
 
-def _acq(model: Posterior, x: FloatArray, best: float) -> FloatArray:
-    mean, var = model.predict(x)
-    return log_ei(mean, np.sqrt(var), best)
+class Acquisition(Protocol):
+    """Scores encoded candidates; higher is better."""
+
+    def __call__(self, x: FloatArray) -> FloatArray:
+        """Values at ``x`` (m, d). Shape ``(m,)``."""
+        ...
+
+    def with_grad(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Values (m,) and gradients (m, d) at ``x`` (m, d)."""
+        ...
 
 
-@dataclass
-class AcquisitionOptimizer:
-    """Finds high-LogEI points: score candidates, then multi-start L-BFGS-B, then round.
+def _chain(
+    dmean: FloatArray, dvar: FloatArray, std: FloatArray, d_mu: FloatArray, d_std: FloatArray
+) -> FloatArray:
+    """Gradient in ``x`` from derivatives in the posterior mean and standard deviation."""
+    out: FloatArray = d_mu[:, None] * dmean + (d_std / (2.0 * std))[:, None] * dvar
+    return out
 
-    Args:
-        encoder: Encoder of the space.
-        base_uniform: Space-filling uniform points (shape ``(m, n_params)``); each call
-            shifts them by a random vector modulo 1 (a Cranley-Patterson rotation).
-        n_starts: Number of L-BFGS-B starts.
-        max_enumerated: Up to this many combinations of the ``Choice`` parameters, each is
-            optimized exactly (choices fixed, continuous part optimized); beyond it the
-            one-hot columns are relaxed to ``[0, 1]`` and rounded by argmax.
-        n_local: Number of Gaussian perturbations of the best points to score.
-    """
 
-    encoder: Encoder
-    base_uniform: FloatArray
-    n_starts: int = 8
-    max_enumerated: int = 16
-    n_local: int = 256
+@dataclass(frozen=True)
+class LogEI:
+    """Log expected improvement over ``best`` (standardized units)."""
 
-    def __post_init__(self) -> None:
-        enc = self.encoder
-        self._finite: FloatArray | None = None
-        size = enc.size()
-        if size is not None and size <= self.base_uniform.shape[0]:
-            self._finite = enc.enumerate()
-        self._combos: FloatArray | None = None
-        self._cat_cols = enc.categorical_columns()
-        if enc.categorical_blocks and enc.categorical_combinations() <= self.max_enumerated:
-            self._combos = enc.enumerate_categorical()
-        if self._combos is not None:
-            self._free = enc.continuous_columns
-        else:
-            self._free = np.arange(enc.dim, dtype=np.intp)
+    model: Posterior
+    best: float
 
-    def ranked(
-        self, model: Posterior, best: float, incumbents: FloatArray, rng: np.random.Generator
-    ) -> FloatArray:
-        """Snapped candidate encodings, best LogEI first. Shape ``(k, d)``.
+    def __call__(self, x: FloatArray) -> FloatArray:
+        mean, var = self.model.predict(x)
+        return log_ei(mean, np.sqrt(var), self.best)
 
-        Args:
-            model: The posterior (with any fantasies).
-            best: The incumbent (standardized units).
-            incumbents: Encoded best observed points, shape ``(j, d)``, best first.
-            rng: Randomness of this call.
-        """
-        if self._finite is not None:
-            pool, scores = self._finite, _acq(model, self._finite, best)
-        else:
-            raw, local = self._candidates(incumbents, rng)
-            raw_scores, local_scores = _acq(model, raw, best), _acq(model, local, best)
-            starts = self._starts(raw, raw_scores, local, local_scores)
-            optimized = self.encoder.snap(self._optimize(model, best, starts))
-            pool = np.vstack([optimized, local, raw])
-            scores = np.concatenate([_acq(model, optimized, best), local_scores, raw_scores])
-        order = np.argsort(-scores, kind="stable")
-        ranked: FloatArray = pool[order]
-        return ranked
+    def with_grad(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        mean, var, dmean, dvar = self.model.predict_with_grad(x)
+        std = np.sqrt(var)
+        value, d_mu, d_std = log_ei_with_grad(mean, std, self.best)
+        return value, _chain(dmean, dvar, std, d_mu, d_std)
 
-    def _candidates(
-        self, incumbents: FloatArray, rng: np.random.Generator
-    ) -> tuple[FloatArray, FloatArray]:
-        enc = self.encoder
-        u = (self.base_uniform + rng.random(self.base_uniform.shape[1])) % 1.0
-        raw = enc.from_uniform(u)
-        if incumbents.shape[0] == 0:
-            return raw, raw[:0]
-        pick = incumbents[np.arange(self.n_local) % incumbents.shape[0]]
-        sigma = _LOCAL_SIGMAS[rng.integers(_LOCAL_SIGMAS.size, size=(self.n_local, 1))]
-        local = pick.copy()
-        cont = enc.continuous_columns
-        local[:, cont] += sigma * rng.standard_normal((self.n_local, cont.size))
-        local = self._swap_choices(local, rng)
-        if self._combos is not None:
-            local = np.vstack([local, self._with_every_combo(incumbents)])
-        return raw, enc.snap(local)
 
-    def _swap_choices(self, local: FloatArray, rng: np.random.Generator) -> FloatArray:
-        """Redraw each categorical of a perturbed point with probability 0.2."""
-        for start, stop in self.encoder.categorical_blocks:
-            redraw = np.flatnonzero(rng.random(local.shape[0]) < 0.2)
-            labels = rng.integers(stop - start, size=redraw.size)
-            block = np.zeros((labels.size, stop - start))
-            block[np.arange(labels.size), labels] = 1.0
-            local[redraw, start:stop] = block
-        return local
+@dataclass(frozen=True)
+class LogNoisyEI:
+    """Log of EI averaged over sampled incumbents ``bests`` (shape ``(s,)``)."""
 
-    def _with_every_combo(self, incumbents: FloatArray) -> FloatArray:
-        assert self._combos is not None
-        rows = np.repeat(incumbents, self._combos.shape[0], axis=0)
-        rows[:, self._cat_cols] = np.tile(self._combos, (incumbents.shape[0], 1))
-        return rows
+    model: Posterior
+    bests: FloatArray
 
-    def _starts(
-        self, raw: FloatArray, raw_scores: FloatArray, local: FloatArray, local_scores: FloatArray
-    ) -> FloatArray:
-        """Half the starts from the best space-filling points, half from the local ones.
-
-        With enumerated choices, the best candidate of every combination is a start too.
-        """
-        n_local = min(self.n_starts // 2, local.shape[0])
-        picks = [_top(raw, raw_scores, self.n_starts - n_local), _top(local, local_scores, n_local)]
-        if self._combos is not None:
-            pool = np.vstack([raw, local])
-            picks.append(self._best_per_combo(pool, np.concatenate([raw_scores, local_scores])))
-        return np.vstack(picks)
-
-    def _best_per_combo(self, pool: FloatArray, scores: FloatArray) -> FloatArray:
-        assert self._combos is not None
-        combo_of = np.argmax(pool[:, self._cat_cols] @ self._combos.T, axis=1)
-        rows = []
-        for c in range(self._combos.shape[0]):
-            members = np.flatnonzero(combo_of == c)
-            if members.size:
-                rows.append(pool[members[np.argmax(scores[members])]])
-        return np.array(rows).reshape(len(rows), pool.shape[1])
-
-    def _optimize(self, model: Posterior, best: float, starts: FloatArray) -> FloatArray:
-        """Joint L-BFGS-B over all starts (the objective is a sum of independent terms)."""
-        free = self._free
-        if free.size == 0:
-            return starts
-        base = starts.copy()
-        shape = (starts.shape[0], free.size)
-
-        def objective(z: FloatArray) -> tuple[float, FloatArray]:
-            x = base.copy()
-            x[:, free] = z.reshape(shape)
-            mean, var, dmean, dvar = model.predict_with_grad(x)
-            std = np.sqrt(var)
-            value, d_mean, d_std = log_ei_with_grad(mean, std, best)
-            grad = d_mean[:, None] * dmean + (d_std / (2.0 * std))[:, None] * dvar
-            return -float(value.sum()), -grad[:, free].ravel()
-
-        result = minimize(
-            objective,
-            starts[:, free].ravel(),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=[(0.0, 1.0)] * (shape[0] * shape[1]),
-            # The chosen point settles within a few dozen iterations (the sum keeps
-            # creeping up on poor starts); more only costs time.
-            options={"maxiter": 40},
-        )
-        out = base.copy()
-        out[:, free] = np.clip(np.asarray(result.x).reshape(shape), 0.0, 1.0)
+    def __call__(self, x: FloatArray) -> FloatArray:
+        mean, var = self.model.predict(x)
+        std = np.sqrt(var)
+        terms = log_ei(mean[:, None], std[:, None], self.bests[None, :])
+        out: FloatArray = logsumexp(terms, axis=1) - math.log(self.bests.size)
         return out
 
+    def with_grad(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        mean, var, dmean, dvar = self.model.predict_with_grad(x)
+        std = np.sqrt(var)
+        terms, d_mu, d_std = log_ei_with_grad(
+            np.repeat(mean, self.bests.size),
+            np.repeat(std, self.bests.size),
+            np.tile(self.bests, mean.size),
+        )
+        shape = (mean.size, self.bests.size)
+        terms, d_mu, d_std = terms.reshape(shape), d_mu.reshape(shape), d_std.reshape(shape)
+        total = logsumexp(terms, axis=1)
+        weights = np.exp(terms - total[:, None])
+        value = total - math.log(self.bests.size)
+        return value, _chain(dmean, dvar, std, (weights * d_mu).sum(1), (weights * d_std).sum(1))
 
-def _top(pool: FloatArray, scores: FloatArray, k: int) -> FloatArray:
-    order = np.argsort(-scores, kind="stable")[:k]
-    top: FloatArray = pool[order]
-    return top
+
+@dataclass(frozen=True)
+class UpperConfidenceBound:
+    """``mean + sqrt(beta) * std``."""
+
+    model: Posterior
+    beta: float
+
+    def __call__(self, x: FloatArray) -> FloatArray:
+        mean, var = self.model.predict(x)
+        out: FloatArray = mean + math.sqrt(self.beta) * np.sqrt(var)
+        return out
+
+    def with_grad(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        mean, var, dmean, dvar = self.model.predict_with_grad(x)
+        std = np.sqrt(var)
+        d_std = np.full_like(std, math.sqrt(self.beta))
+        return mean + d_std * std, _chain(dmean, dvar, std, np.ones_like(mean), d_std)
+
+
+@dataclass(frozen=True)
+class OutcomeBound:
+    """A constrained metric's GP and its bound (standardized units): ``sign * (y - bound) >= 0``.
+
+    ``sign`` is ``+1`` for ``metric >= bound`` and ``-1`` for ``metric <= bound``.
+    """
+
+    model: Posterior
+    bound: float
+    sign: float
+
+    def log_probability(self, x: FloatArray) -> FloatArray:
+        """``log P(constraint holds)`` at ``x`` (m, d)."""
+        mean, var = self.model.predict(x)
+        out: FloatArray = log_ndtr(self.sign * (mean - self.bound) / np.sqrt(var))
+        return out
+
+    def log_probability_with_grad(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Values (m,) and gradients (m, d) of :meth:`log_probability`."""
+        mean, var, dmean, dvar = self.model.predict_with_grad(x)
+        std = np.sqrt(var)
+        z = self.sign * (mean - self.bound) / std
+        value = log_ndtr(z)
+        ratio = np.exp(-0.5 * z * z - _C1 - value)  # phi(z) / Phi(z)
+        d_mu = ratio * self.sign / std
+        d_std = -ratio * z / std
+        return value, _chain(dmean, dvar, std, d_mu, d_std)
+
+
+@dataclass(frozen=True)
+class WithFeasibility:
+    """A log-scale acquisition plus ``log P(feasible)`` of independent outcome constraints."""
+
+    base: Acquisition
+    bounds: tuple[OutcomeBound, ...]
+
+    def __call__(self, x: FloatArray) -> FloatArray:
+        out = self.base(x)
+        for bound in self.bounds:
+            out = out + bound.log_probability(x)
+        return out
+
+    def with_grad(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        value, grad = self.base.with_grad(x)
+        for bound in self.bounds:
+            v, g = bound.log_probability_with_grad(x)
+            value, grad = value + v, grad + g
+        return value, grad
+
+
+@dataclass(frozen=True)
+class LogEHVI:
+    """Log expected hypervolume improvement of independent objective GPs (all maximized).
+
+    ``lower`` and ``upper`` (c, k) are the boxes of the region that no current Pareto
+    point dominates, above the reference point, in standardized units.
+    """
+
+    models: tuple[Posterior, ...]
+    lower: FloatArray
+    upper: FloatArray
+
+    def __call__(self, x: FloatArray) -> FloatArray:
+        from genesis_platform.planning._ehvi import log_ehvi
+
+        moments = [m.predict(x) for m in self.models]
+        mu = np.stack([mean for mean, _ in moments], axis=1)
+        sigma = np.sqrt(np.stack([var for _, var in moments], axis=1))
+        out: FloatArray = log_ehvi(mu, sigma, self.lower, self.upper)
+        return out
+
+    def with_grad(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        from genesis_platform.planning._ehvi import log_ehvi_with_grad
+
+        parts = [m.predict_with_grad(x) for m in self.models]
+        mu = np.stack([p[0] for p in parts], axis=1)
+        sigma = np.sqrt(np.stack([p[1] for p in parts], axis=1))
+        value, d_mu, d_sigma = log_ehvi_with_grad(mu, sigma, self.lower, self.upper)
+        grad = np.zeros_like(x)
+        for j, (_, _, dmean, dvar) in enumerate(parts):
+            grad += _chain(dmean, dvar, sigma[:, j], d_mu[:, j], d_sigma[:, j])
+        return value, grad
+
+
+@dataclass(frozen=True)
+class Zero:
+    """A constant acquisition: with :class:`WithFeasibility`, just ``log P(feasible)``."""
+
+    def __call__(self, x: FloatArray) -> FloatArray:
+        return np.zeros(x.shape[0])
+
+    def with_grad(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        return np.zeros(x.shape[0]), np.zeros_like(x)

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from genesis_platform.errors import InvalidInput
+from genesis_platform.errors import InvalidInput, PlannerError
+from genesis_platform.planning._feasible import FeasibleRegion
 from genesis_platform.planning.encoding import Encoder, FloatArray, PointKey, point_key
 from genesis_platform.planning.protocols import (
     Direction,
@@ -37,6 +38,9 @@ _MAX_ENUMERATED = 100_000
 
 _DRAW_ATTEMPTS = 64
 """Random draws tried for one slot before falling back to enumeration."""
+
+_POOL_SIZE = 4096
+"""Random points drawn at once when single draws keep missing a constrained region."""
 
 
 def check_objectives(objectives: Mapping[str, str]) -> dict[str, Direction]:
@@ -81,6 +85,7 @@ class BasePlanner:
         self.seed = check_seed(seed)
         self.n_asked = 0
         self.encoder = Encoder(space)
+        self.region = FeasibleRegion(self.encoder)
         self.observations: list[Observation] = []
         self._seen: set[PointKey] = set()
 
@@ -156,28 +161,54 @@ class BasePlanner:
         excluded: set[PointKey],
         rng: np.random.Generator,
     ) -> dict[str, ParamValue]:
-        """A point from ``draw()`` outside ``excluded``; enumerates small finite spaces.
+        """A feasible point from ``draw()`` outside ``excluded``; enumerates small finite spaces.
 
-        Adds the returned point to ``excluded``. Falls back to a duplicate only when the
-        space is finite and every point is excluded.
+        Drawn points are first moved onto the space's linear constraints. Adds the returned
+        point to ``excluded``. Falls back to a duplicate only when the space is finite and
+        every feasible point is excluded.
+
+        Raises:
+            PlannerError: no point satisfying the space's constraints could be found.
         """
-        point = draw()
+        point = self._feasible(draw())
         for _ in range(_DRAW_ATTEMPTS):
-            if point_key(self.space, point) not in excluded:
+            if point is not None and point_key(self.space, point) not in excluded:
                 break
-            point = draw()
+            point = self._feasible(draw())
         else:
             point = self._unseen_point(excluded, rng) or point
+        if point is None:
+            raise PlannerError(self._infeasible_message())
         excluded.add(point_key(self.space, point))
         return point
+
+    def _feasible(self, point: dict[str, ParamValue]) -> dict[str, ParamValue] | None:
+        """``point`` moved onto the linear constraints, or None if it breaks a constraint."""
+        if not self.region.constrained:
+            return point
+        x = self.encoder.snap(self.region.repair(self.encoder.encode([point])))
+        if not self.region.mask(x)[0]:
+            return None
+        return self.encoder.decode(x)[0]
+
+    def _infeasible_message(self) -> str:
+        texts = "; ".join(c.text for c in self.space.constraints)
+        return (
+            f"no unseen point of the space satisfying the constraints ({texts}) was found "
+            "in tens of thousands of random draws; check that they can all hold at once "
+            "within the parameters' bounds"
+        )
 
     def _unseen_point(
         self, excluded: set[PointKey], rng: np.random.Generator
     ) -> dict[str, ParamValue] | None:
         size = self.encoder.size()
         if size is None or size > _MAX_ENUMERATED:
-            return None
-        points = self.encoder.decode(self.encoder.enumerate())
+            pool = self.region.feasible_pool(rng, _POOL_SIZE)
+        else:
+            pool = self.encoder.enumerate()
+            pool = pool[self.region.mask(pool)]
+        points = self.encoder.decode(pool) if pool.shape[0] else []
         free = [p for p in points if point_key(self.space, p) not in excluded]
         if not free:
             return None

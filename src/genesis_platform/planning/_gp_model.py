@@ -23,6 +23,7 @@ __all__ = [
     "Posterior",
     "fit_hyperparameters",
     "robust_cholesky",
+    "should_log",
 ]
 
 SQRT5 = math.sqrt(5.0)
@@ -83,41 +84,87 @@ class Hyperparameters:
         )
 
 
+_SKEW_FOR_LOG = 1.0
+"""``output_transform: auto`` takes logs of positive values whose skewness exceeds this."""
+
+
 @dataclass(frozen=True)
 class OutputTransform:
-    """Winsorize the bad tail, then standardize; higher is better afterwards.
+    """Optionally take logs, winsorize the bad tail, then standardize; higher is better after.
 
     Attributes:
         sign: ``+1`` for a maximized objective, ``-1`` for a minimized one.
-        fence: Values (after ``sign``) below this are raised to it (Tukey's lower fence).
+        fence: Values (after ``sign``) below this are raised to it (Tukey's lower fence);
+            ``-inf`` when not winsorizing.
         center: Mean of the winsorized values.
         scale: Their standard deviation (1 when they are all equal).
+        log: Whether values are log-transformed first (all were positive when fitted).
     """
 
     sign: float
     fence: float
     center: float
     scale: float
+    log: bool = False
 
     @classmethod
-    def fit(cls, y: FloatArray, sign: float) -> OutputTransform:
-        """Fit to raw objective values ``y`` (shape ``(n,)``)."""
-        v = sign * y
-        q1, q3 = np.percentile(v, [25.0, 75.0])
-        fence = float(q1 - 1.5 * (q3 - q1))
+    def fit(
+        cls, y: FloatArray, sign: float, *, winsorize: bool = True, log: bool | None = False
+    ) -> OutputTransform:
+        """Fit to raw values ``y`` (shape ``(n,)``).
+
+        Args:
+            y: Raw values.
+            sign: ``+1`` to maximize, ``-1`` to minimize.
+            winsorize: Raise the bad tail to Tukey's lower fence (``Q1 - 1.5 IQR``).
+            log: Take logs first; None decides: when every value is positive and their
+                skewness exceeds 1 (e.g. errors or impurities spanning decades).
+        """
+        use_log = should_log(y) if log is None else bool(log and bool(np.all(y > 0)))
+        v = sign * (np.log(y) if use_log else y)
+        fence = -math.inf
+        if winsorize:
+            q1, q3 = np.percentile(v, [25.0, 75.0])
+            fence = float(q1 - 1.5 * (q3 - q1))
         w = np.maximum(v, fence)
         scale = float(np.std(w))
-        return cls(sign, fence, float(np.mean(w)), scale if scale > 1e-12 else 1.0)
+        return cls(sign, fence, float(np.mean(w)), scale if scale > 1e-12 else 1.0, use_log)
 
     def forward(self, y: FloatArray) -> FloatArray:
         """Raw values to standardized, higher-is-better values (same shape)."""
-        out: FloatArray = (np.maximum(self.sign * y, self.fence) - self.center) / self.scale
+        v = self.sign * (np.log(y) if self.log else y)
+        out: FloatArray = (np.maximum(v, self.fence) - self.center) / self.scale
         return out
 
+    def forward_bound(self, bound: float) -> float:
+        """A raw threshold in standardized units (no winsorizing; for reference points)."""
+        value = math.log(bound) if self.log else bound
+        return (self.sign * value - self.center) / self.scale
+
     def mean_back(self, mean: FloatArray) -> FloatArray:
-        """Standardized posterior means back to the objective's units."""
+        """Standardized posterior means back to the objective's units (medians after logs)."""
         out: FloatArray = self.sign * (mean * self.scale + self.center)
-        return out
+        return np.exp(out) if self.log else out
+
+    def std_back(self, mean: FloatArray, std: FloatArray) -> FloatArray:
+        """Standardized posterior standard deviations in the objective's units.
+
+        After a log transform, the delta method: ``std * scale * exp(value)``.
+        """
+        out: FloatArray = std * self.scale
+        return out * self.mean_back(mean) if self.log else out
+
+
+def should_log(y: FloatArray) -> bool:
+    """Whether ``y`` is all positive and skewed enough to model on a log scale."""
+    if y.size < 3 or not bool(np.all(y > 0)):
+        return False
+    centred = y - y.mean()
+    spread = float(np.mean(centred**2))
+    if spread <= 0.0:
+        return False
+    skew = float(np.mean(centred**3)) / spread**1.5
+    return bool(abs(skew) > _SKEW_FOR_LOG)
 
 
 def matern52(r: FloatArray) -> FloatArray:
@@ -360,6 +407,17 @@ class Posterior:
         coef = np.stack([g * self.alpha, -2.0 * g * w], axis=1)  # (m, 2, n)
         both = -np.matmul(coef, diff) * self._inv_ls  # (m, 2, d): d mean/dx, d var/dx
         return mean, np.maximum(var, 1e-12), both[:, 0, :], both[:, 1, :]
+
+    def sample(self, x: FloatArray, n: int, rng: np.random.Generator) -> FloatArray:
+        """``n`` joint draws of the latent function at ``x`` (m, d). Shape ``(n, m)``."""
+        k_xn = self.hyper.outputscale * matern52(np.sqrt(scaled_sqdist(x * self._inv_ls, self._xs)))
+        xs = x * self._inv_ls
+        k_xx = self.hyper.outputscale * matern52(np.sqrt(scaled_sqdist(xs, xs)))
+        mean = self.mean + k_xn @ self.alpha
+        cov = k_xx - k_xn @ self.kinv @ k_xn.T
+        chol = robust_cholesky(0.5 * (cov + cov.T) + 1e-9 * np.eye(x.shape[0]))
+        out: FloatArray = mean[None, :] + rng.standard_normal((n, x.shape[0])) @ chol.T
+        return out
 
     def condition_on(self, x_new: FloatArray, y_new: FloatArray) -> Posterior:
         """The same GP with extra data (fantasies): same hyperparameters and mean."""

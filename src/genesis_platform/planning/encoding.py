@@ -108,6 +108,10 @@ class Encoder:
         """Number of parameters (the width of a uniform point)."""
         return len(self.space)
 
+    def scale(self, col: int) -> _Scale:
+        """The map between the values of the numeric parameter at column ``col`` and [0, 1]."""
+        return self._scales[col]
+
     def encode(self, points: Sequence[Params]) -> FloatArray:
         """Encode valid points. Returns an array of shape ``(len(points), dim)``."""
         out = np.zeros((len(points), self.dim))

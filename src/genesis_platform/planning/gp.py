@@ -54,29 +54,37 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from genesis_platform.errors import InvalidInput
-from genesis_platform.planning._acquisition import AcquisitionOptimizer
-from genesis_platform.planning._base import BasePlanner, finite_or_none, uniform_points
-from genesis_platform.planning._gp_model import (
-    Hyperparameters,
-    OutputTransform,
-    Posterior,
-    default_hyperparameters,
-    fit_hyperparameters,
+from genesis_platform.planning._acquisition import (
+    Acquisition,
+    LogEHVI,
+    LogEI,
+    LogNoisyEI,
+    OutcomeBound,
+    UpperConfidenceBound,
+    WithFeasibility,
+    Zero,
 )
+from genesis_platform.planning._base import BasePlanner, finite_or_none, uniform_points
+from genesis_platform.planning._gp_model import Hyperparameters, OutputTransform, Posterior
+from genesis_platform.planning._metrics import MetricFit, MetricModel
+from genesis_platform.planning._optimize import AcquisitionOptimizer
+from genesis_platform.planning.constraints import OutcomeConstraint, parse_outcome_constraint
 from genesis_platform.planning.encoding import Encoder, FloatArray, PointKey, point_key
+from genesis_platform.planning.pareto import (
+    default_reference_point,
+    non_dominated_boxes,
+    pareto_mask,
+)
 from genesis_platform.planning.protocols import Direction, Observation, Params, ParamValue
 from genesis_platform.planning.sobol import SobolSequence
 from genesis_platform.planning.space import Space
 
-__all__ = ["GaussianProcessPlanner", "GaussianProcessSurrogate"]
-
-_N_INCUMBENTS = 5
-"""Best observed points around which local candidates are drawn."""
-
-_ALWAYS_RESTART = 64
-_RESTART_EVERY = 8
-"""Up to ``_ALWAYS_RESTART`` observations every fit also starts from the prior mode; beyond,
-every ``_RESTART_EVERY``-th."""
+__all__ = [
+    "ACQUISITIONS",
+    "OUTPUT_TRANSFORMS",
+    "GaussianProcessPlanner",
+    "GaussianProcessSurrogate",
+]
 
 
 class GaussianProcessSurrogate:
@@ -89,6 +97,7 @@ class GaussianProcessSurrogate:
         hyperparameters: Kernel hyperparameters (standardized units).
         inputs: Training points (successful observations), in order.
         outputs: Their objective values, shape ``(n,)``.
+        log: Whether the values are modelled on a log scale.
     """
 
     kind = "gp"
@@ -101,6 +110,7 @@ class GaussianProcessSurrogate:
         hyperparameters: Hyperparameters,
         inputs: Sequence[Params],
         outputs: Sequence[float],
+        log: bool = False,
     ) -> None:
         self.space = space
         self.objective = objective
@@ -110,7 +120,9 @@ class GaussianProcessSurrogate:
         self.outputs = [float(v) for v in outputs]
         self._encoder = Encoder(space)
         y = np.array(self.outputs)
-        self._transform = OutputTransform.fit(y, 1.0 if direction == "max" else -1.0)
+        sign = 1.0 if direction == "max" else -1.0
+        self._transform = OutputTransform.fit(y, sign, log=log)
+        self.log = self._transform.log
         with threadpool_limits(1):
             self._posterior = Posterior(
                 self._encoder.encode(self.inputs), self._transform.forward(y), hyperparameters
@@ -129,7 +141,7 @@ class GaussianProcessSurrogate:
         with threadpool_limits(1):
             mean, var = self._posterior.predict(self._encoder.encode(checked))
         own_mean = self._transform.mean_back(mean)
-        own_std = np.sqrt(var) * self._transform.scale
+        own_std = self._transform.std_back(mean, np.sqrt(var))
         return [float(v) for v in own_mean], [float(v) for v in own_std]
 
     def to_json(self) -> dict[str, Any]:
@@ -142,6 +154,7 @@ class GaussianProcessSurrogate:
             "hyperparameters": self.hyperparameters.to_json(),
             "inputs": [dict(p) for p in self.inputs],
             "outputs": list(self.outputs),
+            "log": self.log,
         }
 
     @classmethod
@@ -163,6 +176,7 @@ class GaussianProcessSurrogate:
                 hyperparameters=Hyperparameters.from_json(dict(data["hyperparameters"])),
                 inputs=list(data["inputs"]),
                 outputs=list(data["outputs"]),
+                log=bool(data.get("log", False)),
             )
         except (KeyError, TypeError, ValueError, AssertionError) as exc:
             if isinstance(exc, InvalidInput):
@@ -172,32 +186,101 @@ class GaussianProcessSurrogate:
             ) from exc
 
 
+ACQUISITIONS = ("auto", "logei", "noisy-logei", "ucb", "thompson")
+"""Values of the ``acquisition`` option."""
+
+OUTPUT_TRANSFORMS = ("auto", "log", "none")
+"""Values of the ``output_transform`` option."""
+
+_N_INCUMBENTS = 5
+"""Best observed points around which local candidates are drawn."""
+
+_THOMPSON_BATCH = 8
+"""With ``acquisition: auto``, batches of at least this many points use Thompson sampling."""
+
+_THOMPSON_POOL = 512
+"""Candidates (the best by an optimistic bound) over which Thompson draws are made jointly."""
+
+_NOISY_SAMPLES = 16
+"""Incumbent draws of the noisy LogEI."""
+
+_NOISY_RATIO = 0.05
+"""With ``acquisition: auto``, the noisy LogEI is used when the fitted noise variance
+exceeds this fraction of the output scale."""
+
+_MAX_OBJECTIVES = 3
+
+
 @dataclass(frozen=True)
-class _Fit:
-    transform: OutputTransform
-    hyper: Hyperparameters
-    posterior: Posterior
+class _Beliefs:
+    """The models one batch is planned with, including fantasies of the points chosen.
+
+    Standardized units, higher is better. ``best`` is the single-objective incumbent (None
+    before a feasible observation); ``front`` the multi-objective Pareto points, ``(p, k)``.
+    """
+
+    objectives: tuple[Posterior, ...]
+    bounds: tuple[OutcomeBound, ...]
+    best: float | None
+    front: FloatArray
+
+    def believe(self, x: FloatArray) -> _Beliefs:
+        """Kriging believer: condition every model on its posterior mean at ``x`` (m, d).
+
+        A believed point counts as observed: it raises the incumbent (or joins the front)
+        when its believed outcomes meet the constraints, else EI would stay high next to it.
+        """
+        means = [m.predict(x)[0] for m in self.objectives]
+        feasible = np.ones(x.shape[0], dtype=bool)
+        bounds = []
+        for b in self.bounds:
+            mean, _ = b.model.predict(x)
+            feasible &= b.sign * (mean - b.bound) >= 0.0
+            bounds.append(OutcomeBound(b.model.condition_on(x, mean), b.bound, b.sign))
+        objectives = tuple(
+            m.condition_on(x, mean) for m, mean in zip(self.objectives, means, strict=True)
+        )
+        best, front = self.best, self.front
+        if feasible.any():
+            if len(means) == 1:
+                top = float(np.max(means[0][feasible]))
+                best = top if best is None else max(best, top)
+            else:
+                front = _pareto(np.vstack([front, np.stack(means, axis=1)[feasible]]))
+        return _Beliefs(objectives, tuple(bounds), best, front)
 
 
 class GaussianProcessPlanner(BasePlanner):
-    """Bayesian optimization of one objective with a GP and log expected improvement.
+    """Bayesian optimization with Gaussian processes: one to three objectives, constraints.
 
     See the module docstring for the modelling choices.
 
     Args:
-        space: The search space (real, integer and choice parameters).
-        objectives: Exactly one objective name with ``"max"`` or ``"min"``.
+        space: The search space (real, integer and choice parameters, and constraints).
+        objectives: One to three objective names with ``"max"`` or ``"min"``.
         seed: Seed; one ``ask`` draws from ``default_rng([seed, n_asked])``.
         n_initial: Sobol' points before the GP takes over; default
             ``min(max(4, 2 * n_params), 20)``.
         n_candidates: Size of the space-filling candidate set scored per proposal.
-        n_starts: L-BFGS-B starts of the acquisition optimization.
+        n_starts: Local-search starts of the acquisition optimization.
         max_enumerated: Up to this many combinations of the choice parameters are each
             optimized exactly; beyond it the one-hot columns are relaxed and rounded.
         noise_floor: Smallest noise variance, in standardized output units.
+        acquisition: ``auto`` (LogEI, its noisy form when the fitted noise is large, and
+            Thompson sampling for batches of 8 or more), ``logei``, ``noisy-logei``,
+            ``ucb`` or ``thompson``. Several objectives always use expected hypervolume
+            improvement.
+        ucb_beta: Exploration weight of ``ucb``: ``mean + sqrt(beta) * std``.
+        output_transform: ``auto`` (logs of positive, skewed values), ``log`` or ``none``.
+        outcome_constraints: Bounds on measured values, e.g. ``["purity >= 0.95"]``; each
+            constrained metric gets its own GP and proposals maximize the acquisition
+            times the probability that every bound holds.
+        reference_point: With several objectives, the worst value of each objective that
+            still counts (hypervolume is measured from it); by default the nadir of the
+            observed Pareto front minus 10% of its range.
 
     Raises:
-        InvalidInput: for several objectives or a bad option (the field is the option name).
+        InvalidInput: for a bad option (the field is the option name).
     """
 
     kind = "gp"
@@ -213,15 +296,19 @@ class GaussianProcessPlanner(BasePlanner):
         n_starts: int = 8,
         max_enumerated: int = 16,
         noise_floor: float = 1e-6,
+        acquisition: str = "auto",
+        ucb_beta: float = 2.0,
+        output_transform: str = "auto",
+        outcome_constraints: Sequence[str] = (),
+        reference_point: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(space, objectives, seed=seed)
-        if len(self.objectives) != 1:
+        if len(self.objectives) > _MAX_OBJECTIVES:
             raise InvalidInput(
                 "objectives",
-                "the gp planner supports one objective in this version",
-                "use planner random or sobol for several objectives",
+                f"the gp planner optimizes up to {_MAX_OBJECTIVES} objectives",
+                "combine objectives, or use planner random or sobol",
             )
-        self.objective, self.direction = next(iter(self.objectives.items()))
         default_initial = min(max(4, 2 * len(space)), 20)
         self.n_initial = _count("n_initial", default_initial if n_initial is None else n_initial, 0)
         self.n_candidates = _count("n_candidates", n_candidates, 16)
@@ -230,24 +317,62 @@ class GaussianProcessPlanner(BasePlanner):
         if not isinstance(noise_floor, float | int) or not 0.0 < float(noise_floor) < 1.0:
             raise InvalidInput("noise_floor", f"must be in (0, 1), got {noise_floor!r}", "1e-6")
         self.noise_floor = float(noise_floor)
+        self.acquisition = _one_of("acquisition", acquisition, ACQUISITIONS)
+        if not isinstance(ucb_beta, float | int) or not 0.0 < float(ucb_beta) < 1e6:
+            raise InvalidInput("ucb_beta", f"must be a positive number, got {ucb_beta!r}", "2.0")
+        self.ucb_beta = float(ucb_beta)
+        self.output_transform = _one_of("output_transform", output_transform, OUTPUT_TRANSFORMS)
+        self.outcome_constraints = _outcome_constraints(outcome_constraints)
+        self.reference_point = _reference_point(reference_point, self.objectives)
         self.n_sobol = 0
-        self._warm: Hyperparameters | None = None
-        self._x_rows: list[FloatArray] = []
-        self._y: list[float] = []
+        several = len(self.objectives) > 1
+        log = {"auto": None, "log": True, "none": False}[self.output_transform]
+        self._objective_models = {
+            name: MetricModel(
+                name,
+                1.0 if direction == "max" else -1.0,
+                self.encoder.dim,
+                self.noise_floor,
+                winsorize=not several,
+                log=(log if log is not None else False) if several else log,
+            )
+            for name, direction in self.objectives.items()
+        }
+        self._constraint_models = {
+            c.metric: MetricModel(c.metric, 1.0, self.encoder.dim, self.noise_floor, False)
+            for c in self.outcome_constraints
+        }
         self._good: list[dict[str, ParamValue]] = []
-        self._cache: tuple[tuple[Any, ...], _Fit] | None = None
+        self._feasible_obs: list[bool] = []
         self._sequence: SobolSequence | None = None
         self._optimizer: AcquisitionOptimizer | None = None
+
+    @property
+    def objective(self) -> str:
+        """The first objective (the one :meth:`surrogate` models)."""
+        return next(iter(self.objectives))
+
+    @property
+    def direction(self) -> Direction:
+        """Direction of the first objective."""
+        return self.objectives[self.objective]
 
     # -- state -----------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """``{"kind", "seed", "n_asked", "n_sobol", "hyperparameters"}``.
 
-        ``hyperparameters`` is the warm start of the next fit (None before the first).
+        ``hyperparameters`` holds the warm start of each metric's next fit,
+        ``{"objectives": {name: ...}, "constraints": {name: ...}}`` (None before a fit).
         """
-        warm = None if self._warm is None else self._warm.to_json()
-        return {**super().state_dict(), "n_sobol": self.n_sobol, "hyperparameters": warm}
+        return {
+            **super().state_dict(),
+            "n_sobol": self.n_sobol,
+            "hyperparameters": {
+                "objectives": _warm_json(self._objective_models),
+                "constraints": _warm_json(self._constraint_models),
+            },
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` output (before telling the observations again)."""
@@ -257,25 +382,24 @@ class GaussianProcessPlanner(BasePlanner):
             raise InvalidInput("state.n_sobol", f"must be a non-negative integer, got {n_sobol!r}")
         self.n_sobol = n_sobol
         if "hyperparameters" in state:
-            self._warm = self._load_warm(state["hyperparameters"])
-        self._cache = None
+            self._load_warm(state["hyperparameters"])
         self._sequence = None
         self._optimizer = None
 
-    def _load_warm(self, data: Any) -> Hyperparameters | None:
-        if data is None:
-            return None
-        try:
-            warm = Hyperparameters.from_json(dict(data))
-        except (KeyError, TypeError, ValueError, AssertionError) as exc:
-            raise InvalidInput("state.hyperparameters", f"malformed: {exc!r}") from exc
-        if len(warm.lengthscales) != self.encoder.dim:
-            raise InvalidInput(
-                "state.hyperparameters.lengthscales",
-                f"expected {self.encoder.dim} values, got {len(warm.lengthscales)}",
-                "the state belongs to another search space",
-            )
-        return warm
+    def _load_warm(self, data: Any) -> None:
+        if data is None or (isinstance(data, Mapping) and "lengthscales" in data):
+            # The one-objective form of earlier versions.
+            self._objective_models[self.objective].load_warm(data, "state.hyperparameters")
+            return
+        if not isinstance(data, Mapping):
+            raise InvalidInput("state.hyperparameters", f"malformed: {data!r}")
+        for group, models in (
+            ("objectives", self._objective_models),
+            ("constraints", self._constraint_models),
+        ):
+            stored = data.get(group) or {}
+            for name, model in models.items():
+                model.load_warm(stored.get(name), f"state.hyperparameters.{group}.{name}")
 
     # -- observations ------------------------------------------------------------------------
 
@@ -283,14 +407,15 @@ class GaussianProcessPlanner(BasePlanner):
         checked = super()._check_observation(index, obs)
         if checked.failed:
             return checked
-        if self.objective not in checked.values:
-            raise InvalidInput(
-                f"observations[{index}].values.{self.objective}",
-                "missing from a successful observation",
-                "report the objective or mark the observation failed",
-            )
-        if finite_or_none(checked.values, self.objective) is None:
-            return Observation(params=checked.params, values=checked.values, failed=True)
+        for name in [*self.objectives, *self._constraint_models]:
+            if name not in checked.values:
+                raise InvalidInput(
+                    f"observations[{index}].values.{name}",
+                    "missing from a successful observation",
+                    "report every objective and constrained metric, or mark it failed",
+                )
+            if finite_or_none(checked.values, name) is None:
+                return Observation(params=checked.params, values=checked.values, failed=True)
         return checked
 
     def _after_tell(self, observations: list[Observation]) -> None:
@@ -300,43 +425,43 @@ class GaussianProcessPlanner(BasePlanner):
         params = [dict(o.params) for o in good]
         x = self.encoder.encode(params)
         for row, p, o in zip(x, params, good, strict=True):
-            self._x_rows.append(row)
             self._good.append(p)
-            self._y.append(float(o.values[self.objective]))
+            for name, model in [*self._objective_models.items(), *self._constraint_models.items()]:
+                model.add(row, float(o.values[name]))
+            self._feasible_obs.append(
+                all(c.satisfied(float(o.values[c.metric])) for c in self.outcome_constraints)
+            )
 
     # -- model -------------------------------------------------------------------------------
 
     def surrogate(self) -> GaussianProcessSurrogate | None:
-        """The GP fitted to the successful observations; None before two of them."""
-        if len(self._y) < 2:
+        """The GP of the first objective on the successful observations; None before two."""
+        model = self._objective_models[self.objective]
+        if len(model) < 2:
             return None
         with threadpool_limits(1):
-            fit = self._fit()
+            fit = model.fit()
         return GaussianProcessSurrogate(
-            self.space, self.objective, self.direction, fit.hyper, self._good, self._y
+            self.space,
+            self.objective,
+            self.direction,
+            fit.hyper,
+            self._good,
+            model.values,
+            log=fit.transform.log,
         )
 
-    def _fit(self) -> _Fit:
-        """Fit on the current data from the warm start (a pure function of both, cached)."""
-        warm = None if self._warm is None else tuple(self._warm.to_vector())
-        key = (len(self._y), warm)
-        if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
-        x = np.array(self._x_rows)
-        y_raw = np.array(self._y)
-        transform = OutputTransform.fit(y_raw, 1.0 if self.direction == "max" else -1.0)
-        y = transform.forward(y_raw)
-        # A warm start alone can linger in a poor mode, so the prior mode is a second start;
-        # with much data (where each start costs more and the fit moves less) only sometimes.
-        n = len(self._y)
-        starts = [default_hyperparameters(self.encoder.dim)]
-        if self._warm is not None:
-            restart = n <= _ALWAYS_RESTART or n % _RESTART_EVERY == 0
-            starts = [self._warm, *starts] if restart else [self._warm]
-        hyper = fit_hyperparameters(x, y, starts=starts, noise_floor=self.noise_floor)
-        fit = _Fit(transform, hyper, Posterior(x, y, hyper))
-        self._cache = (key, fit)
-        return fit
+    def _fit_all(self) -> tuple[list[MetricFit], list[MetricFit]]:
+        """Fit every metric; each fit becomes the warm start of the next."""
+        fits = []
+        for models in (self._objective_models, self._constraint_models):
+            group = []
+            for model in models.values():
+                fit = model.fit()
+                model.warm = fit.hyper
+                group.append(fit)
+            fits.append(group)
+        return fits[0], fits[1]
 
     # -- proposals ---------------------------------------------------------------------------
 
@@ -344,7 +469,7 @@ class GaussianProcessPlanner(BasePlanner):
         self, n: int, pending: list[dict[str, ParamValue]], rng: np.random.Generator
     ) -> list[dict[str, ParamValue]]:
         excluded = self._excluded(pending)
-        n_good = len(self._y)
+        n_good = len(self._good)
         n_init = n if n_good < 2 else min(n, max(0, self.n_initial - n_good - len(pending)))
         points = [self._fill_randomly(self._next_sobol, excluded, rng) for _ in range(n_init)]
         if n_init < n:
@@ -378,26 +503,141 @@ class GaussianProcessPlanner(BasePlanner):
         excluded: set[PointKey],
         rng: np.random.Generator,
     ) -> list[dict[str, ParamValue]]:
-        """``k`` points by kriging believer, conditioned on ``pending`` fantasies."""
-        fit = self._fit()
-        self._warm = fit.hyper
-        model = fit.posterior
-        observed_mean, _ = model.predict(model.x)
-        best = float(np.max(observed_mean))
-        order = np.argsort(-observed_mean, kind="stable")[:_N_INCUMBENTS]
-        incumbents = model.x[order]
+        """``k`` points, conditioned on the ``pending`` ones."""
+        objective_fits, constraint_fits = self._fit_all()
+        beliefs = self._beliefs(objective_fits, constraint_fits)
+        incumbents = self._incumbents(beliefs, rng)
         if pending:
-            model, best = _believe(model, self.encoder.encode(pending), best)
+            beliefs = beliefs.believe(self.encoder.encode(pending))
+        if self._strategy(k) == "thompson":
+            return self._thompson(k, beliefs, incumbents, excluded, rng)
+        noisy = self._noisy(objective_fits)
+        bests = self._sampled_bests(beliefs, rng) if noisy else None
         optimizer = self._acquisition_optimizer()
         points: list[dict[str, ParamValue]] = []
         for i in range(k):
-            ranked = optimizer.ranked(model, best, incumbents, rng)
+            ranked = optimizer.ranked(self._score(beliefs, bests), incumbents, rng)
             point = self._first_unseen(ranked, excluded)
             if point is None:
                 point = self._fill_randomly(self._uniform_draw(rng), excluded, rng)
             points.append(point)
             if i + 1 < k:
-                model, best = _believe(model, self.encoder.encode([point]), best)
+                beliefs = beliefs.believe(self.encoder.encode([point]))
+                if bests is not None and beliefs.best is not None:
+                    bests = np.maximum(bests, beliefs.best)
+        return points
+
+    def _strategy(self, k: int) -> str:
+        if len(self.objectives) > 1:
+            return "ehvi"
+        if self.acquisition == "auto":
+            return "thompson" if k >= _THOMPSON_BATCH else "logei"
+        return self.acquisition
+
+    def _noisy(self, fits: list[MetricFit]) -> bool:
+        if len(fits) != 1 or self.acquisition not in ("auto", "noisy-logei"):
+            return False
+        hyper = fits[0].hyper
+        return self.acquisition == "noisy-logei" or hyper.noise > _NOISY_RATIO * hyper.outputscale
+
+    def _beliefs(
+        self, objective_fits: list[MetricFit], constraint_fits: list[MetricFit]
+    ) -> _Beliefs:
+        bounds = tuple(
+            OutcomeBound(
+                fit.posterior,
+                fit.transform.forward_bound(c.bound),
+                1.0 if c.op == ">=" else -1.0,
+            )
+            for c, fit in zip(self.outcome_constraints, constraint_fits, strict=True)
+        )
+        feasible = np.array(self._feasible_obs, dtype=bool)
+        means = np.stack([f.posterior.predict(f.posterior.x)[0] for f in objective_fits], axis=1)
+        means = means[feasible]
+        best = float(np.max(means[:, 0])) if means.shape[0] and means.shape[1] == 1 else None
+        front = _pareto(means) if means.shape[1] > 1 else means[:0]
+        return _Beliefs(tuple(f.posterior for f in objective_fits), bounds, best, front)
+
+    def _incumbents(self, beliefs: _Beliefs, rng: np.random.Generator) -> FloatArray:
+        """Encoded observed points that local candidates perturb: the best, or Pareto ones."""
+        x: FloatArray = np.array(self._objective_models[self.objective].x_rows)
+        feasible = np.array(self._feasible_obs, dtype=bool)
+        if not feasible.any():
+            feasible[:] = True
+        x = x[feasible]
+        means = np.stack([m.predict(x)[0] for m in beliefs.objectives], axis=1)
+        if means.shape[1] == 1:
+            order = np.argsort(-means[:, 0], kind="stable")[:_N_INCUMBENTS]
+        else:
+            order = rng.permutation(np.flatnonzero(pareto_mask(means)))[:_N_INCUMBENTS]
+        out: FloatArray = x[order]
+        return out
+
+    def _score(self, beliefs: _Beliefs, bests: FloatArray | None) -> Acquisition:
+        """The acquisition for the next point of the batch."""
+        base: Acquisition
+        if len(beliefs.objectives) > 1:
+            base = self._ehvi(beliefs)
+        elif beliefs.best is None:
+            base = Zero()  # nothing feasible yet: find the feasible region first
+        elif bests is not None:
+            base = LogNoisyEI(beliefs.objectives[0], bests)
+        elif self.acquisition == "ucb":
+            base = UpperConfidenceBound(beliefs.objectives[0], self.ucb_beta)
+        else:
+            base = LogEI(beliefs.objectives[0], beliefs.best)
+        return WithFeasibility(base, beliefs.bounds) if beliefs.bounds else base
+
+    def _ehvi(self, beliefs: _Beliefs) -> Acquisition:
+        objective_fits = [m.fit() for m in self._objective_models.values()]
+        if self.reference_point is not None:
+            ref = np.array(
+                [
+                    fit.transform.forward_bound(self.reference_point[name])
+                    for name, fit in zip(self._objective_models, objective_fits, strict=True)
+                ]
+            )
+        else:
+            observed = np.stack([f.posterior.y for f in objective_fits], axis=1)
+            ref = default_reference_point(observed[pareto_mask(observed)])
+        front = beliefs.front
+        front = front[np.all(front > ref, axis=1)] if front.shape[0] else front
+        lower, upper = non_dominated_boxes(front, ref)
+        return LogEHVI(beliefs.objectives, lower, upper)
+
+    def _sampled_bests(self, beliefs: _Beliefs, rng: np.random.Generator) -> FloatArray:
+        """Incumbent draws for the noisy LogEI: the best of joint posterior draws."""
+        model = beliefs.objectives[0]
+        feasible = np.array(self._feasible_obs, dtype=bool)
+        x = model.x[: feasible.size][feasible]
+        draws = model.sample(x, _NOISY_SAMPLES, rng)
+        out: FloatArray = np.max(draws, axis=1)
+        return out
+
+    def _thompson(
+        self,
+        k: int,
+        beliefs: _Beliefs,
+        incumbents: FloatArray,
+        excluded: set[PointKey],
+        rng: np.random.Generator,
+    ) -> list[dict[str, ParamValue]]:
+        """``k`` points, each the best of one joint posterior draw over a candidate pool."""
+        pool = self._acquisition_optimizer().candidates(incumbents, rng)
+        model = beliefs.objectives[0]
+        optimism = UpperConfidenceBound(model, 4.0)(pool)
+        pool = pool[np.argsort(-optimism, kind="stable")[:_THOMPSON_POOL]]
+        draws = model.sample(pool, k, rng)
+        allowed = np.ones_like(draws, dtype=bool)
+        for b in beliefs.bounds:
+            allowed &= b.sign * (b.model.sample(pool, k, rng) - b.bound) >= 0.0
+        points: list[dict[str, ParamValue]] = []
+        for draw, ok in zip(draws, allowed, strict=True):
+            scores = np.where(ok, draw, draw - 1e6)  # prefer draws' feasible points
+            point = self._first_unseen(pool[np.argsort(-scores, kind="stable")], excluded)
+            if point is None:
+                point = self._fill_randomly(self._uniform_draw(rng), excluded, rng)
+            points.append(point)
         return points
 
     def _first_unseen(
@@ -406,7 +646,7 @@ class GaussianProcessPlanner(BasePlanner):
         for row in ranked:
             point = self.encoder.decode(row[None, :])[0]
             key = point_key(self.space, point)
-            if key not in excluded:
+            if key not in excluded and self.space.is_feasible(point):
                 excluded.add(key)
                 return point
         return None
@@ -418,18 +658,51 @@ class GaussianProcessPlanner(BasePlanner):
         return draw
 
 
-def _believe(model: Posterior, x: FloatArray, best: float) -> tuple[Posterior, float]:
-    """Kriging believer: condition on fantasies equal to the posterior mean at ``x`` (m, d).
+def _pareto(y: FloatArray) -> FloatArray:
+    out: FloatArray = y[pareto_mask(y)] if y.shape[0] else y
+    return out
 
-    Returns:
-        The conditioned model and the incumbent raised to the best fantasy, since a
-        believed value counts as observed (else EI stays high next to a good fantasy).
-    """
-    mean, _ = model.predict(x)
-    return model.condition_on(x, mean), max(best, float(np.max(mean)))
+
+def _warm_json(models: Mapping[str, MetricModel]) -> dict[str, Any]:
+    return {name: None if m.warm is None else m.warm.to_json() for name, m in models.items()}
 
 
 def _count(name: str, value: object, minimum: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise InvalidInput(name, f"must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise InvalidInput(name, f"unknown value {value!r}", f"use one of {', '.join(allowed)}")
+    return str(value)
+
+
+def _outcome_constraints(texts: object) -> list[OutcomeConstraint]:
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise InvalidInput(
+            "outcome_constraints", "must be a list of expressions", 'e.g. ["purity >= 0.95"]'
+        )
+    return [
+        parse_outcome_constraint(text, f"outcome_constraints[{i}]") for i, text in enumerate(texts)
+    ]
+
+
+def _reference_point(
+    value: Mapping[str, float] | None, objectives: Mapping[str, Direction]
+) -> dict[str, float] | None:
+    if value is None:
+        return None
+    fix = "give a number for every objective, e.g. {yield: 0.2, cost: 50}"
+    if len(objectives) < 2:
+        raise InvalidInput("reference_point", "needs two or more objectives", "remove it")
+    if not isinstance(value, Mapping) or set(value) != set(objectives):
+        raise InvalidInput("reference_point", f"must name exactly {sorted(objectives)}", fix)
+    out = {}
+    for name in objectives:
+        number = finite_or_none(value, name)
+        if number is None:
+            raise InvalidInput(f"reference_point.{name}", f"{value[name]!r} is not a number", fix)
+        out[name] = number
+    return out

@@ -8,12 +8,17 @@ naming the offending field.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+import numpy as np
 
 from genesis_platform.errors import InvalidInput
 from genesis_platform.planning.protocols import Params, ParamValue
+
+if TYPE_CHECKING:
+    from genesis_platform.planning.constraints import ParameterConstraint
 
 __all__ = ["Choice", "Int", "Parameter", "Real", "Space", "parameter_from_dict"]
 
@@ -119,13 +124,16 @@ Parameter = Real | Int | Choice
 
 
 class Space(Mapping[str, Parameter]):
-    """An ordered, immutable mapping of parameter names to definitions.
+    """An ordered, immutable mapping of parameter names to definitions, with constraints.
 
     Args:
         params: Parameter definitions by name, in the order the planner encodes them.
+        constraints: Parameter constraints as expressions (``"x_salt * T <= 120"``,
+            ``"a + b + c == 1"``; see :mod:`~genesis_platform.planning.constraints`). Every
+            proposal of a built-in planner satisfies them; observations need not.
     """
 
-    def __init__(self, params: Mapping[str, Parameter]) -> None:
+    def __init__(self, params: Mapping[str, Parameter], constraints: Sequence[str] = ()) -> None:
         if not params:
             raise InvalidInput("space", "the search space has no parameters", "add at least one")
         for name, spec in params.items():
@@ -138,6 +146,33 @@ class Space(Mapping[str, Parameter]):
                     f"space.{name}", f"not a parameter: {spec!r}", "use Real/Int/Choice"
                 )
         self._params = dict(params)
+        self.constraints = self._parse_constraints(constraints)
+
+    def _parse_constraints(self, texts: Sequence[str]) -> tuple[ParameterConstraint, ...]:
+        from genesis_platform.planning.constraints import parse_parameter_constraint
+
+        if isinstance(texts, str) or not isinstance(texts, Sequence):
+            raise InvalidInput("constraints", "must be a list of expressions", 'e.g. ["a <= b"]')
+        numeric = {
+            name: isinstance(spec, Real) and not spec.log
+            for name, spec in self._params.items()
+            if not isinstance(spec, Choice)
+        }
+        return tuple(
+            parse_parameter_constraint(text, numeric, where=f"constraints[{i}]")
+            for i, text in enumerate(texts)
+        )
+
+    def is_feasible(self, point: Params) -> bool:
+        """Whether a valid point satisfies every parameter constraint."""
+        if not self.constraints:
+            return True
+        values = {name: np.array([float(point[name])]) for name in self.numeric_names()}
+        return all(bool(c.holds(values)[0]) for c in self.constraints)
+
+    def numeric_names(self) -> list[str]:
+        """Names of the real and integer parameters, in order."""
+        return [name for name, spec in self._params.items() if not isinstance(spec, Choice)]
 
     def __getitem__(self, name: str) -> Parameter:
         return self._params[name]
@@ -149,6 +184,9 @@ class Space(Mapping[str, Parameter]):
         return len(self._params)
 
     def __repr__(self) -> str:
+        if self.constraints:
+            texts = [c.text for c in self.constraints]
+            return f"Space({self._params!r}, constraints={texts!r})"
         return f"Space({self._params!r})"
 
     def validate(self, params: Params, where: str = "params") -> dict[str, ParamValue]:

@@ -196,11 +196,12 @@ def test_mixed_space_with_int_and_choice(mixed_space: Space, max_enumerated: int
     assert best > -0.3  # the optimum is 0.4 (DMC, 55 degrees, ~2 mol, 3 steps)
 
 
-def test_only_one_objective() -> None:
+def test_at_most_three_objectives() -> None:
+    objectives = {"a": "max", "b": "min", "c": "max", "d": "min"}
     with pytest.raises(InvalidInput) as info:
-        GaussianProcessPlanner(Space({"x": Real(0.0, 1.0)}), {"a": "max", "b": "min"})
+        GaussianProcessPlanner(Space({"x": Real(0.0, 1.0)}), objectives)
     assert info.value.field == "objectives"
-    assert "use planner random or sobol" in str(info.value)
+    assert "up to 3 objectives" in str(info.value)
 
 
 def test_non_finite_values_count_as_failures() -> None:
@@ -224,11 +225,13 @@ def test_initial_design_then_model() -> None:
     space = Space({"a": Real(0.0, 1.0), "k": Int(1, 9), "c": Choice(["p", "q"])})
     planner = GaussianProcessPlanner(space, {"y": "min"}, seed=5, n_initial=5, **FAST)
     first = planner.ask(5)
-    assert planner.state_dict()["n_sobol"] == 5 and planner.state_dict()["hyperparameters"] is None
+    state = planner.state_dict()
+    assert state["n_sobol"] == 5 and state["hyperparameters"]["objectives"] == {"y": None}
     planner.tell([Observation(p, {"y": float(p["k"])}) for p in first])
     planner.ask(1)
     state = planner.state_dict()
-    assert state["n_sobol"] == 5 and len(state["hyperparameters"]["lengthscales"]) == 4
+    warm = state["hyperparameters"]["objectives"]["y"]
+    assert state["n_sobol"] == 5 and len(warm["lengthscales"]) == 4
 
 
 def test_bad_options_name_the_option() -> None:
