@@ -26,16 +26,18 @@ from sqlalchemy.orm import Session
 
 from genesis_platform.campaigns.runners import Outcome, TrialRunner, finite_values
 from genesis_platform.campaigns.snapshots import Snapshotter
-from genesis_platform.campaigns.spec import CampaignSpec
+from genesis_platform.campaigns.spec import FIDELITY, CampaignSpec
+from genesis_platform.campaigns.warmstart import WarmStart
 from genesis_platform.catalog.tables import Campaign, ObservationRow, Trial, utcnow
 from genesis_platform.data.service import DatasetService
 from genesis_platform.errors import CampaignError, GenesisError
 from genesis_platform.governance import Resource, ServiceContext
 from genesis_platform.modelhub.service import ModelService
+from genesis_platform.planning.constraints import OutcomeConstraint
 from genesis_platform.planning.protocols import Observation, Planner
 from genesis_platform.provenance import Edge, Node, ProvenanceGraph
 
-__all__ = ["CampaignEngine", "LoopReporter", "best_of"]
+__all__ = ["CampaignEngine", "LoopReporter", "best_of", "satisfies"]
 
 _LOST = (
     "interrupted: the process running the campaign stopped while this attempt was in flight "
@@ -74,6 +76,7 @@ class _Tally:
     best: float | None = None
     since_best: int = 0
     core_seconds: float = 0.0
+    cost: float = 0.0
 
     @property
     def counted(self) -> int:
@@ -93,6 +96,7 @@ class CampaignEngine:
         datasets: Dataset service (observation snapshots).
         models: Model service (surrogates).
         reporter: Optional progress receiver.
+        warm: Observations the planner begins from (told before the campaign's own).
     """
 
     def __init__(
@@ -105,8 +109,11 @@ class CampaignEngine:
         datasets: DatasetService,
         models: ModelService,
         reporter: LoopReporter | None = None,
+        warm: WarmStart | None = None,
     ) -> None:
         self._ctx = ctx
+        self._warm = warm
+        self._outcome_constraints = spec.parsed_outcome_constraints()
         self._id = campaign_id
         self._spec = spec
         self._planner = planner
@@ -250,10 +257,11 @@ class CampaignEngine:
 
     def _checked_values(self, outcome: Outcome) -> dict[str, float]:
         values = finite_values(outcome.values)
-        missing = [name for name in self._spec.objectives if name not in values]
+        missing = [name for name in self._spec.metric_names() if name not in values]
         if missing:
+            what = "objective" if missing[0] in self._spec.objectives else "constrained metric"
             raise ValueError(
-                f"the result has no finite value for objective {missing[0]!r}; "
+                f"the result has no finite value for {what} {missing[0]!r}; "
                 f"it has {sorted(outcome.values)}"
             )
         return values
@@ -291,6 +299,7 @@ class CampaignEngine:
             return
         self._planner.tell([Observation(live.params, {}, failed=True)])
         self._tally.failed += 1
+        self._tally.cost += self._cost(live)
         self._report()
 
     # -- recovery ---------------------------------------------------------------------------
@@ -309,6 +318,8 @@ class CampaignEngine:
             state = s.get_one(Campaign, self._id).planner_state
             if state:
                 self._planner.load_state_dict(state)
+            if self._warm is not None:
+                self._planner.tell(list(self._warm.observations))
             trials = s.scalars(select(Trial).where(Trial.campaign_id == self._id)).all()
             stored = {
                 o.trial_id: (o.id, o.values)
@@ -347,6 +358,7 @@ class CampaignEngine:
             observations.append(Observation(live.params, {}, failed=True))
             if t.state == "failed":
                 self._tally.failed += 1
+                self._tally.cost += self._cost(live)
             else:
                 self._tally.uncounted += 1
         return observations
@@ -382,6 +394,11 @@ class CampaignEngine:
         tally = self._tally
         tally.observed += 1
         self._snapshots.add(live.number, live.params, values, obs_id)
+        self._tally.cost += self._cost(live)
+        off_target = self._spec.target is not None and live.params[FIDELITY] != self._spec.target
+        if off_target or not satisfies(values, self._outcome_constraints):
+            tally.since_best += 1
+            return
         value = values[self._objective]
         if tally.best is None or _better(value, tally.best, self._direction):
             tally.best, tally.since_best = value, 0
@@ -397,6 +414,10 @@ class CampaignEngine:
             return f"wall-time budget of {budget.wall} used"
         if budget.core_hours is not None and tally.core_seconds >= budget.core_hours * 3600:
             return f"core-hour budget of {budget.core_hours} used"
+        if budget.cost is not None:
+            running = sum(self._cost(live) for live in self._inflight.values())
+            if tally.cost + running >= budget.cost:
+                return f"cost budget of {budget.cost:g} used"
         if (
             stop.target is not None
             and tally.best is not None
@@ -406,6 +427,12 @@ class CampaignEngine:
         if stop.no_improvement is not None and tally.since_best >= stop.no_improvement:
             return f"no improvement in {stop.no_improvement} trials"
         return ""
+
+    def _cost(self, live: _Live) -> float:
+        """What one trial costs at its fidelity (0 without fidelities)."""
+        if self._spec.fidelities is None:
+            return 0.0
+        return self._spec.fidelities[str(live.params[FIDELITY])].cost
 
     def _wait_s(self) -> float | None:
         wall = self._spec.budget.wall_seconds
@@ -479,14 +506,33 @@ def _better(a: float, b: float, direction: str) -> bool:
 
 
 def best_of(
-    rows: Sequence[Mapping[str, Any]], objective: str, direction: str
+    rows: Sequence[Mapping[str, Any]],
+    objective: str,
+    direction: str,
+    constraints: Sequence[OutcomeConstraint] = (),
 ) -> Mapping[str, Any] | None:
-    """The row whose ``values`` hold the best finite ``objective``, or None."""
+    """The row whose ``values`` hold the best finite ``objective``, or None.
+
+    Rows whose values break an outcome constraint (or lack its metric) are not candidates.
+    """
     best: Mapping[str, Any] | None = None
     for row in rows:
+        if not satisfies(row["values"], constraints):
+            continue
         value = row["values"].get(objective)
         if not isinstance(value, int | float) or not math.isfinite(value):
             continue
         if best is None or _better(float(value), float(best["values"][objective]), direction):
             best = row
     return best
+
+
+def satisfies(values: Mapping[str, Any], constraints: Sequence[OutcomeConstraint]) -> bool:
+    """Whether measured ``values`` meet every outcome constraint."""
+    for c in constraints:
+        value = values.get(c.metric)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return False
+        if not c.satisfied(float(value)):
+            return False
+    return True

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from genesis_platform.campaigns.spec import CampaignSpec, RunnerSpec
+from genesis_platform.campaigns.spec import FIDELITY, CampaignSpec, RunnerSpec
 from genesis_platform.compute.local import LocalExecutor, resolve_function
 from genesis_platform.compute.protocols import Executor, TaskResult, TaskSpec
 from genesis_platform.errors import CampaignSpecError, InvalidInput, TaskFailed
@@ -22,7 +22,14 @@ from genesis_platform.labs.protocols import Measurement, Operation, Station
 from genesis_platform.labs.registry import open_station
 from genesis_platform.planning.protocols import ParamValue
 
-__all__ = ["Outcome", "SiteRunner", "StationRunner", "TrialRunner", "make_runner"]
+__all__ = [
+    "FidelityRunner",
+    "Outcome",
+    "SiteRunner",
+    "StationRunner",
+    "TrialRunner",
+    "make_runner",
+]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -121,27 +128,84 @@ class SiteRunner(_InProcessRunner):
             self._executor.shutdown(wait=False)
 
 
+class FidelityRunner:
+    """Runs each trial on the runner of its fidelity (the trial's ``fidelity`` parameter).
+
+    The fidelity is taken out of the parameters the station or function receives.
+    """
+
+    def __init__(self, runners: Mapping[str, TrialRunner], slots: int) -> None:
+        self.label = "fidelities"
+        self._runners = dict(runners)
+        self._slots = slots
+
+    def slots(self) -> int:
+        """Trials the campaign runs at once, over all fidelities."""
+        return self._slots
+
+    def external_id(self, trial_id: int, attempt: int) -> str:
+        """``fidelities:trial-ID.ATTEMPT``."""
+        return f"{self.label}:trial-{trial_id}.{attempt}"
+
+    def start(self, external_id: str, params: Mapping[str, ParamValue]) -> Future[Outcome]:
+        """Dispatch to the runner of ``params["fidelity"]``."""
+        level = str(params[FIDELITY])
+        rest = {k: v for k, v in params.items() if k != FIDELITY}
+        return self._runners[level].start(external_id, rest)
+
+    def reattach(self, external_id: str) -> Future[Outcome] | None:
+        """None: the built-in runners cannot re-attach."""
+        return None
+
+    def close(self, abort: bool = False) -> None:
+        """Close every fidelity's runner."""
+        for runner in self._runners.values():
+            runner.close(abort=abort)
+
+
 def make_runner(spec: CampaignSpec) -> TrialRunner:
-    """Open the station or executor that ``spec.runner`` names.
+    """Open the station or executor that ``spec.runner`` names (or one per fidelity).
 
     Raises:
         CampaignSpecError: unknown station or site, bad function reference, or a station
             that does not take the campaign's parameters or measure its objectives.
     """
-    runner = spec.runner
+    runners: dict[str, TrialRunner] = {}
+    try:
+        for level, runner in spec.runners().items():
+            opened = _open_runner(
+                runner, spec, "runner" if level is None else f"fidelities.{level}.runner"
+            )
+            if level is None:
+                return opened
+            runners[level] = opened
+    except BaseException:
+        for opened in runners.values():
+            opened.close()
+        raise
+    return FidelityRunner(runners, spec.budget.parallel)
+
+
+def _open_runner(runner: RunnerSpec, spec: CampaignSpec, where: str) -> TrialRunner:
     try:
         if runner.station is not None:
             return _station_runner(runner, spec)
         return _site_runner(runner, spec)
-    except CampaignSpecError:
-        raise
+    except CampaignSpecError as exc:
+        if where == "runner" or not exc.field.startswith("runner"):
+            raise
+        raise CampaignSpecError(
+            where + exc.field.removeprefix("runner"), exc.problem, exc.fix
+        ) from None
     except InvalidInput as exc:
-        field = exc.field if exc.field.startswith("runner") else f"runner.{exc.field}"
-        raise CampaignSpecError(field, exc.problem, exc.fix) from None
+        field = exc.field.removeprefix("runner").lstrip(".")
+        raise CampaignSpecError(
+            f"{where}.{field}" if field else where, exc.problem, exc.fix
+        ) from None
 
 
 def check_runner(spec: CampaignSpec) -> None:
-    """Validate ``spec.runner`` without keeping anything open."""
+    """Validate ``spec.runner`` (or the fidelities' runners) without keeping anything open."""
     make_runner(spec).close()
 
 

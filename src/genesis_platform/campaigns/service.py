@@ -3,29 +3,34 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from genesis_platform.campaigns.engine import CampaignEngine, best_of
+from genesis_platform.campaigns.engine import CampaignEngine, best_of, satisfies
 from genesis_platform.campaigns.lock import CampaignLock
 from genesis_platform.campaigns.progress import ProgressBar
 from genesis_platform.campaigns.runners import check_runner, make_runner
 from genesis_platform.campaigns.snapshots import dataset_name, model_name
-from genesis_platform.campaigns.spec import CampaignSpec, load_spec, space_to_dict
+from genesis_platform.campaigns.spec import FIDELITY, CampaignSpec, load_spec, space_to_dict
+from genesis_platform.campaigns.warmstart import WarmStart, load_warm_start, pin_warm_start
 from genesis_platform.catalog.tables import Campaign as CampaignRow
 from genesis_platform.catalog.tables import ObservationRow, Trial
 from genesis_platform.data.service import DatasetService
 from genesis_platform.errors import CampaignError, CampaignSpecError, InvalidInput, NotFound
 from genesis_platform.governance import Resource, ServiceContext
 from genesis_platform.modelhub.service import ModelService
+from genesis_platform.planning.pareto import default_reference_point, hypervolume, pareto_mask
 from genesis_platform.planning.protocols import Planner
 from genesis_platform.planning.registry import make_planner
+from genesis_platform.provenance import Edge, Node, ProvenanceGraph
 
 __all__ = ["Campaign", "CampaignInfo", "CampaignService", "TrialInfo"]
 
@@ -53,7 +58,14 @@ class TrialInfo:
 
 @dataclass(frozen=True)
 class CampaignInfo:
-    """A campaign's state and results so far."""
+    """A campaign's state and results so far.
+
+    ``best`` is the best value of the first objective among the observations that meet the
+    outcome constraints. With several objectives, ``pareto`` lists the non-dominated
+    feasible observations (``{"trial", "params", "values"}``) and ``hypervolume`` the
+    hypervolume they dominate, measured from ``reference_point`` (or from the default
+    reference point of the planner: the front's nadir minus 10% of its range).
+    """
 
     id: int
     name: str
@@ -61,6 +73,7 @@ class CampaignInfo:
     state: str
     objective: str
     direction: str
+    objectives: dict[str, str]
     n_trials: int
     n_observed: int
     n_failed: int
@@ -74,6 +87,9 @@ class CampaignInfo:
     dataset: str | None
     model: str | None
     created_at: dt.datetime
+    warm_start: str | None = None
+    pareto: tuple[dict[str, Any], ...] = ()
+    hypervolume: float | None = None
     trials: tuple[TrialInfo, ...] = field(default=(), repr=False)
 
     def to_dict(self, with_trials: bool = False) -> dict[str, Any]:
@@ -105,9 +121,10 @@ class CampaignService:
         Raises:
             CampaignSpecError: a field does not validate; the message names it.
         """
-        spec = _coerce_spec(spec, fields)
+        spec = pin_warm_start(_coerce_spec(spec, fields), self._datasets)
         self._planner(spec)  # validates the planner and its options
         check_runner(spec)
+        warm = None if spec.warm_start is None else self._datasets.get(spec.warm_start)
         with self._ctx.mutation("write", Resource("campaign", spec.name), {"op": "create"}) as s:
             row = CampaignRow(
                 name=spec.name, spec=spec.to_dict(), state="created", created_by=self._who
@@ -115,6 +132,9 @@ class CampaignService:
             s.add(row)
             s.flush()
             campaign_id = row.id
+            if warm is not None:
+                edge = Edge(Node("campaign", campaign_id), "used", Node("dataset_version", warm.id))
+                ProvenanceGraph().record(s, [edge])
         return Campaign(self, campaign_id, spec)
 
     def from_file(self, path: str | Path) -> Campaign:
@@ -169,17 +189,18 @@ class CampaignService:
         spec = campaign.spec
         with CampaignLock(self._locks, campaign.id):
             planner = self._planner(spec)
+            warm = load_warm_start(spec, self._datasets)
             runner = make_runner(spec)
             objective = next(iter(spec.objectives))
             if progress:
                 with ProgressBar(f"{spec.name} #{campaign.id}", objective) as bar:
-                    self._engine(campaign, planner, runner, bar).run()
+                    self._engine(campaign, planner, runner, bar, warm).run()
             else:
-                self._engine(campaign, planner, runner, None).run()
+                self._engine(campaign, planner, runner, None, warm).run()
         return self.info(campaign.id)
 
     def _engine(
-        self, campaign: Campaign, planner: Planner, runner: Any, bar: Any
+        self, campaign: Campaign, planner: Planner, runner: Any, bar: Any, warm: WarmStart | None
     ) -> CampaignEngine:
         return CampaignEngine(
             self._ctx,
@@ -190,6 +211,7 @@ class CampaignService:
             self._datasets,
             self._models,
             bar,
+            warm,
         )
 
     @staticmethod
@@ -199,7 +221,7 @@ class CampaignService:
             spec.build_space(),
             spec.objectives,
             seed=spec.seed,
-            options=spec.planner.options,
+            options=spec.planner_options(),
         )
 
     @property
@@ -218,11 +240,16 @@ class CampaignService:
             )
         }
         trials = _trials(s, row.id)
-        best = best_of(
-            [{"params": t.params, "values": t.values} for t in trials if t.values],
-            objective,
-            direction,
-        )
+        constraints = spec.parsed_outcome_constraints()
+        rows = [
+            {"trial": t.number, "params": t.params, "values": t.values}
+            for t in trials
+            if t.values
+            and satisfies(t.values, constraints)
+            and (spec.target is None or t.params.get(FIDELITY) == spec.target)
+        ]
+        best = best_of(rows, objective, direction)
+        pareto, volume = pareto_front(rows, spec) if len(spec.objectives) > 1 else ((), None)
         state, stop_reason = row.state, row.stop_reason
         if state == "created":
             state, stop_reason = "stopped", "created but never run; resume to run it"
@@ -235,6 +262,7 @@ class CampaignService:
             state=state,
             objective=objective,
             direction=direction,
+            objectives=dict(spec.objectives),
             n_trials=sum(counts.values()),
             n_observed=counts.get("observed", 0),
             n_failed=counts.get("failed", 0),
@@ -248,6 +276,9 @@ class CampaignService:
             dataset=self._latest_ref("dataset", dataset_name(row.id, row.name), row.dataset_id),
             model=self._latest_ref("model", model_name(row.id, row.name), row.model_id),
             created_at=row.created_at,
+            warm_start=spec.warm_start,
+            pareto=pareto,
+            hypervolume=volume,
             trials=tuple(trials) if with_trials else (),
         )
 
@@ -309,6 +340,37 @@ def _coerce_spec(
         if isinstance(value, BaseModel):
             data[key] = value.model_dump(mode="json", exclude_none=True)
     return CampaignSpec.from_dict(data)
+
+
+def pareto_front(
+    rows: Sequence[Mapping[str, Any]], spec: CampaignSpec
+) -> tuple[tuple[dict[str, Any], ...], float | None]:
+    """The non-dominated rows (``{"trial", "params", "values"}``) and their hypervolume.
+
+    Hypervolume is measured from the spec's reference point, or from the nadir of the
+    front minus 10% of its range when it has none (as the planner does).
+    """
+    names = list(spec.objectives)
+    usable = [r for r in rows if all(_finite(r["values"].get(n)) for n in names)]
+    if not usable:
+        return (), None
+    signs = np.array([1.0 if spec.objectives[n] == "max" else -1.0 for n in names])
+    y = np.array([[float(r["values"][n]) for n in names] for r in usable]) * signs
+    mask = pareto_mask(y)
+    if spec.reference_point is not None:
+        ref = np.array([spec.reference_point[n] for n in names]) * signs
+    else:
+        ref = default_reference_point(y[mask])
+    front = tuple(
+        {"trial": r["trial"], "params": dict(r["params"]), "values": dict(r["values"])}
+        for r, keep in zip(usable, mask, strict=True)
+        if keep
+    )
+    return front, hypervolume(y, ref)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def _parse_id(value: int | str) -> int:

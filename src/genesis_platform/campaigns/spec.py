@@ -17,6 +17,22 @@
     snapshot_every: 10                       # dataset version + surrogate every K trials
     seed: 7
 
+Optional keys of the planner issue::
+
+    constraints: ["salt_molality * temperature_c <= 120"]   # every proposal satisfies them
+    outcome_constraints: ["viscosity <= 5"]   # measured values; the runner must report them
+    objectives: {conductivity: max, cost: min}              # two or three objectives ...
+    reference_point: {conductivity: 5, cost: 40}            # ... measured from this point
+    warm_start: electrolyte-1-observations@2  # begin from a dataset version's observations
+    fidelities:                               # instead of runner: a cheap and a costly level
+      simulation: {cost: 1, runner: {site: local, function: "package.module:function"}}
+      robot: {cost: 20, runner: {station: electrolyte}}
+    target_fidelity: robot                    # optional; the costliest level by default
+    budget: {cost: 400}                       # optional: stop when the trials' costs reach it
+
+With ``fidelities``, every trial gets a ``fidelity`` parameter (one of the levels) that
+selects its runner; the best value reported is the best at the target fidelity.
+
 Validation errors are :class:`~genesis_platform.errors.CampaignSpecError` naming the field
 (``space.temperature_c.low``) and the fix, whether the spec comes from a file, a mapping, or
 the models built directly in Python (``Budget(trials=0)`` fails on ``budget.trials``).
@@ -41,12 +57,16 @@ from pydantic import (
     model_validator,
 )
 
+from genesis_platform.data.refs import parse_ref
 from genesis_platform.errors import CampaignSpecError, InvalidInput
+from genesis_platform.planning.constraints import OutcomeConstraint, parse_outcome_constraint
 from genesis_platform.planning.space import Choice, Int, Parameter, Real, Space
 
 __all__ = [
+    "FIDELITY",
     "Budget",
     "CampaignSpec",
+    "FidelitySpec",
     "PlannerSpec",
     "RunnerSpec",
     "StopSpec",
@@ -91,7 +111,17 @@ _EXAMPLES = {
     "stop.no_improvement": "e.g. stop: {no_improvement: 15}",
     "snapshot_every": "e.g. snapshot_every: 10",
     "seed": "e.g. seed: 7",
+    "constraints": 'e.g. constraints: ["x_salt * T <= 120", "a + b + c == 1"]',
+    "outcome_constraints": 'e.g. outcome_constraints: ["purity >= 0.95"]',
+    "reference_point": "e.g. reference_point: {yield: 0.2, cost: 50}",
+    "warm_start": "e.g. warm_start: electrolyte-1-observations@2",
+    "fidelities": "e.g. fidelities: {simulation: {cost: 1, runner: {...}}, robot: {cost: 20, ...}}",
+    "target_fidelity": "e.g. target_fidelity: robot",
+    "budget.cost": "e.g. budget: {cost: 400}",
 }
+
+FIDELITY = "fidelity"
+"""The parameter that holds a multi-fidelity trial's fidelity."""
 
 
 def parse_duration(value: str | float | int, field: str = "budget.wall") -> float:
@@ -205,6 +235,16 @@ class Budget(_Strict):
     wall: str | float | None = None
     retries: int = Field(1, ge=0, le=100, strict=True)
     core_hours: float | None = Field(None, gt=0, strict=True, allow_inf_nan=False)
+    cost: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+    @field_validator("cost", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise CampaignSpecError(
+                "budget.cost", f"{value!r} is not a number", _EXAMPLES["budget.cost"]
+            )
+        return value
 
     @field_validator("wall", mode="before")
     @classmethod
@@ -217,6 +257,22 @@ class Budget(_Strict):
     def wall_seconds(self) -> float | None:
         """The wall limit in seconds, or None."""
         return None if self.wall is None else parse_duration(self.wall)
+
+
+class FidelitySpec(_Strict):
+    """One fidelity of a multi-fidelity campaign: what a trial costs and where it runs."""
+
+    _section: ClassVar[str] = "fidelities"
+
+    cost: float = Field(gt=0, allow_inf_nan=False)
+    runner: RunnerSpec
+
+    @field_validator("cost", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise CampaignSpecError("fidelities.cost", f"{value!r} is not a number", "e.g. cost: 1")
+        return value
 
 
 class StopSpec(_Strict):
@@ -240,11 +296,17 @@ class CampaignSpec(_Strict):
     space: dict[str, dict[str, Any]]
     objectives: dict[str, Literal["max", "min"]]
     planner: PlannerSpec = Field(default_factory=PlannerSpec)
-    runner: RunnerSpec
+    runner: RunnerSpec | None = None
     budget: Budget = Field(default_factory=Budget)
     stop: StopSpec = Field(default_factory=StopSpec)
     snapshot_every: int = Field(10, ge=1, strict=True)
     seed: int = Field(0, strict=True)
+    constraints: list[str] = Field(default_factory=list)
+    outcome_constraints: list[str] = Field(default_factory=list)
+    reference_point: dict[str, float] | None = None
+    warm_start: str | None = None
+    fidelities: dict[str, FidelitySpec] | None = None
+    target_fidelity: str | None = None
 
     @field_validator("name", "project", mode="before")
     @classmethod
@@ -292,12 +354,28 @@ class CampaignSpec(_Strict):
         field = str(info.field_name)
         if field == "planner" and isinstance(value, str):
             return {"kind": value}
+        if field == "runner" and value is None:
+            return value
         if isinstance(value, Mapping | _Strict):
             return value
         problem = (
             "must be a planner name or a mapping" if field == "planner" else "must be a mapping"
         )
         raise CampaignSpecError(field, problem, _EXAMPLES[field])
+
+    @field_validator("warm_start", mode="before")
+    @classmethod
+    def _warm_start(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        if not isinstance(value, str):
+            raise CampaignSpecError("warm_start", f"{value!r} is not a dataset reference")
+        try:
+            name, _ = parse_ref(value, "warm_start")
+        except InvalidInput as exc:
+            raise CampaignSpecError(exc.field, exc.problem, exc.fix) from None
+        _check_name(name, "warm_start")
+        return value
 
     @model_validator(mode="after")
     def _distinct_columns(self) -> CampaignSpec:
@@ -310,9 +388,134 @@ class CampaignSpec(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _runner_or_fidelities(self) -> CampaignSpec:
+        if (self.runner is None) == (self.fidelities is None):
+            raise CampaignSpecError(
+                "runner",
+                "give either runner: or fidelities: (one runner per fidelity)",
+                _EXAMPLES["runner"],
+            )
+        if self.fidelities is None:
+            if self.target_fidelity is not None:
+                raise CampaignSpecError("target_fidelity", "needs fidelities:", "remove it")
+            if self.budget.cost is not None:
+                raise CampaignSpecError(
+                    "budget.cost", "a cost budget needs fidelities: with costs", "use trials:"
+                )
+            return self
+        if len(self.fidelities) < 2:
+            raise CampaignSpecError(
+                "fidelities", "give two or more fidelities", _EXAMPLES["fidelities"]
+            )
+        for name in self.fidelities:
+            _check_name(name, "fidelities")
+        if FIDELITY in self.space:
+            raise CampaignSpecError(
+                f"space.{FIDELITY}",
+                f"{FIDELITY!r} is the fidelity parameter of a multi-fidelity campaign",
+                "rename the parameter",
+            )
+        if len(self.objectives) > 1:
+            raise CampaignSpecError(
+                "fidelities", "several fidelities work with one objective", "keep one objective"
+            )
+        if self.target_fidelity is not None and self.target_fidelity not in self.fidelities:
+            raise CampaignSpecError(
+                "target_fidelity",
+                f"{self.target_fidelity!r} is not one of the fidelities",
+                f"one of {sorted(self.fidelities)}",
+            )
+        return self
+
+    @property
+    def target(self) -> str | None:
+        """The fidelity whose results count (the costliest unless ``target_fidelity``)."""
+        if self.fidelities is None:
+            return None
+        if self.target_fidelity is not None:
+            return self.target_fidelity
+        return max(self.fidelities, key=lambda name: self.fidelities[name].cost)  # type: ignore[index]
+
+    def fidelity_costs(self) -> dict[str, float]:
+        """Cost of one trial at each fidelity (empty without fidelities)."""
+        return {name: f.cost for name, f in (self.fidelities or {}).items()}
+
+    def runners(self) -> dict[str | None, RunnerSpec]:
+        """Runner per fidelity; ``{None: runner}`` without fidelities."""
+        if self.fidelities is None:
+            assert self.runner is not None
+            return {None: self.runner}
+        return {name: f.runner for name, f in self.fidelities.items()}
+
+    @model_validator(mode="after")
+    def _constraints(self) -> CampaignSpec:
+        self.build_space()
+        for i, constraint in enumerate(self.parsed_outcome_constraints()):
+            if constraint.metric in self.space:
+                raise CampaignSpecError(
+                    f"outcome_constraints[{i}]",
+                    f"{constraint.metric!r} is a parameter, not a measured value",
+                    "bound parameters under constraints:, measured values here",
+                )
+        if self.reference_point is not None:
+            if len(self.objectives) < 2:
+                raise CampaignSpecError(
+                    "reference_point", "needs two or more objectives", "remove it"
+                )
+            if set(self.reference_point) != set(self.objectives):
+                raise CampaignSpecError(
+                    "reference_point",
+                    f"must give a value for exactly {sorted(self.objectives)}",
+                    _EXAMPLES["reference_point"],
+                )
+        return self
+
+    def parsed_outcome_constraints(self) -> list[OutcomeConstraint]:
+        """The outcome constraints, parsed."""
+        try:
+            return [
+                parse_outcome_constraint(text, f"outcome_constraints[{i}]")
+                for i, text in enumerate(self.outcome_constraints)
+            ]
+        except InvalidInput as exc:
+            raise CampaignSpecError(exc.field, exc.problem, exc.fix) from None
+
+    def metric_names(self) -> list[str]:
+        """Objectives, then the constrained metrics: what every successful trial reports."""
+        names = list(self.objectives)
+        for constraint in self.parsed_outcome_constraints():
+            if constraint.metric not in names:
+                names.append(constraint.metric)
+        return names
+
+    def planner_options(self) -> dict[str, Any]:
+        """The planner's options, with the campaign's outcome constraints and reference point."""
+        options = dict(self.planner.options)
+        if self.outcome_constraints:
+            options["outcome_constraints"] = list(self.outcome_constraints)
+        if self.reference_point is not None:
+            options["reference_point"] = dict(self.reference_point)
+        if self.fidelities is not None:
+            options["fidelity"] = {
+                "parameter": FIDELITY,
+                "costs": self.fidelity_costs(),
+                "target": self.target,
+            }
+        return options
+
     def build_space(self) -> Space:
-        """The search space of this campaign."""
-        return build_space(self.space)
+        """The search space of this campaign, with its parameter constraints."""
+        space = build_space(self.space)
+        params = dict(space)
+        if self.fidelities is not None:
+            params[FIDELITY] = Choice(list(self.fidelities))
+        if not self.constraints and self.fidelities is None:
+            return space
+        try:
+            return Space(params, constraints=self.constraints)
+        except InvalidInput as exc:
+            raise CampaignSpecError(exc.field, exc.problem, exc.fix) from None
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "campaign file") -> CampaignSpec:
@@ -526,4 +729,5 @@ _SECTIONS: dict[str, type[_Strict]] = {
     "runner": RunnerSpec,
     "budget": Budget,
     "stop": StopSpec,
+    "fidelities": FidelitySpec,
 }

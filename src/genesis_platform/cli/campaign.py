@@ -113,8 +113,7 @@ def _summary(info: CampaignInfo) -> None:
     lines = [
         f"[bold]campaign {info.id}[/] {info.name}: [bold]{info.state}[/]"
         + (f" ({_esc(info.stop_reason)})" if info.stop_reason else ""),
-        f"  best {info.objective} ({info.direction}): {_best(info)}",
-        f"  best parameters: {_esc(_fmt(info.best_params or {}))}",
+        *_results(info),
         f"  trials: {info.n_observed} observed, {info.n_failed} failed"
         + (f", {info.n_interrupted} interrupted (not re-run)" if info.n_interrupted else "")
         + (f", {info.n_canceled} canceled" if info.n_canceled else ""),
@@ -122,10 +121,33 @@ def _summary(info: CampaignInfo) -> None:
         f"  observations: dataset {info.dataset or '—'}",
         f"  surrogate: model {info.model or '—'}",
     ]
+    if info.warm_start:
+        lines.append(f"  warm start: dataset {info.warm_start}")
     if info.error:
         lines.append(f"  [red]error: {_esc(info.error)}[/]")
     for line in lines:
         console.print(line, highlight=False)
+
+
+def _results(info: CampaignInfo) -> list[str]:
+    """The best point, or with several objectives the Pareto front and its hypervolume."""
+    if len(info.objectives) < 2:
+        return [
+            f"  best {info.objective} ({info.direction}): {_best(info)}",
+            f"  best parameters: {_esc(_fmt(info.best_params or {}))}",
+        ]
+    directions = ", ".join(f"{name} ({d})" for name, d in info.objectives.items())
+    volume = "—" if info.hypervolume is None else f"{info.hypervolume:.4g}"
+    lines = [
+        f"  objectives: {directions}",
+        f"  Pareto front: {len(info.pareto)} trials, hypervolume {volume}",
+    ]
+    for row in sorted(info.pareto, key=lambda r: r["values"][info.objective]):
+        values = {name: row["values"][name] for name in info.objectives}
+        lines.append(
+            f"    trial {row['trial']}: {_esc(_fmt(values))} at {_esc(_fmt(row['params']))}"
+        )
+    return lines
 
 
 def _esc(value: object) -> str:

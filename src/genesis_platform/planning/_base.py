@@ -15,6 +15,7 @@ import numpy as np
 
 from genesis_platform.errors import InvalidInput, PlannerError
 from genesis_platform.planning._feasible import FeasibleRegion
+from genesis_platform.planning.constraints import OutcomeConstraint, parse_outcome_constraint
 from genesis_platform.planning.encoding import Encoder, FloatArray, PointKey, point_key
 from genesis_platform.planning.protocols import (
     Direction,
@@ -30,6 +31,8 @@ __all__ = [
     "check_objectives",
     "check_seed",
     "finite_or_none",
+    "outcome_constraint_list",
+    "reference_point_of",
     "uniform_points",
 ]
 
@@ -230,3 +233,34 @@ def finite_or_none(values: Mapping[str, float], name: str) -> float | None:
 def uniform_points(encoder: Encoder, u: FloatArray) -> list[dict[str, ParamValue]]:
     """Decode uniform rows (shape ``(m, n_params)``) to valid points."""
     return encoder.decode(encoder.from_uniform(u))
+
+
+def outcome_constraint_list(texts: object) -> list[OutcomeConstraint]:
+    """Parse the ``outcome_constraints`` option (a list of ``"metric >= bound"`` texts)."""
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise InvalidInput(
+            "outcome_constraints", "must be a list of expressions", 'e.g. ["purity >= 0.95"]'
+        )
+    return [
+        parse_outcome_constraint(text, f"outcome_constraints[{i}]") for i, text in enumerate(texts)
+    ]
+
+
+def reference_point_of(
+    value: Mapping[str, float] | None, objectives: Mapping[str, Direction]
+) -> dict[str, float] | None:
+    """Validate the ``reference_point`` option: a number per objective, several objectives."""
+    if value is None:
+        return None
+    fix = "give a number for every objective, e.g. {yield: 0.2, cost: 50}"
+    if len(objectives) < 2:
+        raise InvalidInput("reference_point", "needs two or more objectives", "remove it")
+    if not isinstance(value, Mapping) or set(value) != set(objectives):
+        raise InvalidInput("reference_point", f"must name exactly {sorted(objectives)}", fix)
+    out = {}
+    for name in objectives:
+        number = finite_or_none(value, name)
+        if number is None:
+            raise InvalidInput(f"reference_point.{name}", f"{value[name]!r} is not a number", fix)
+        out[name] = number
+    return out

@@ -118,7 +118,8 @@ class OutputTransform:
             sign: ``+1`` to maximize, ``-1`` to minimize.
             winsorize: Raise the bad tail to Tukey's lower fence (``Q1 - 1.5 IQR``).
             log: Take logs first; None decides: when every value is positive and their
-                skewness exceeds 1 (e.g. errors or impurities spanning decades).
+                skewness exceeds 1, a long high tail (e.g. errors or impurities spanning
+                decades).
         """
         use_log = should_log(y) if log is None else bool(log and bool(np.all(y > 0)))
         v = sign * (np.log(y) if use_log else y)
@@ -164,7 +165,7 @@ def should_log(y: FloatArray) -> bool:
     if spread <= 0.0:
         return False
     skew = float(np.mean(centred**3)) / spread**1.5
-    return bool(abs(skew) > _SKEW_FOR_LOG)
+    return bool(skew > _SKEW_FOR_LOG)
 
 
 def matern52(r: FloatArray) -> FloatArray:
@@ -386,6 +387,20 @@ class Posterior:
         mean = self.mean + k @ self.alpha
         var = self.hyper.outputscale - np.einsum("mn,mn->m", k @ self.kinv, k)
         return mean, np.maximum(var, 1e-12)
+
+    def paired_covariance(self, a: FloatArray, b: FloatArray) -> FloatArray:
+        """Posterior covariance of the latent function between rows ``a[i]`` and ``b[i]``.
+
+        ``a`` and ``b`` have shape ``(m, d)``; returns ``(m,)``.
+        """
+        scaled_a, scaled_b = a * self._inv_ls, b * self._inv_ls
+        prior = self.hyper.outputscale * matern52(
+            np.sqrt(np.maximum(((scaled_a - scaled_b) ** 2).sum(1), 0.0))
+        )
+        ka = self.hyper.outputscale * matern52(np.sqrt(scaled_sqdist(scaled_a, self._xs)))
+        kb = self.hyper.outputscale * matern52(np.sqrt(scaled_sqdist(scaled_b, self._xs)))
+        out: FloatArray = prior - np.einsum("mn,mn->m", ka @ self.kinv, kb)
+        return out
 
     def predict_with_grad(
         self, x: FloatArray

@@ -42,6 +42,10 @@ EQUALITY_TOLERANCE = 1e-6
 INEQUALITY_TOLERANCE = 1e-9
 """An inequality ``lhs <= rhs`` holds when ``lhs - rhs <= INEQUALITY_TOLERANCE * (1 + |...|)``."""
 
+_MAX_LENGTH = 2000
+_MAX_DEPTH = 400
+"""Limits that keep parsing and the recursive compilation of a text bounded."""
+
 _FIX = 'write e.g. "x_salt * T <= 120" or "a + b + c == 1"'
 _FUNCTIONS: dict[str, Callable[..., FloatArray]] = {
     "abs": np.abs,
@@ -109,9 +113,10 @@ class ParameterConstraint:
         g = self.residual(values)
         with np.errstate(all="ignore"):
             scale = 1.0 + np.abs(np.asarray(self._scale(values), dtype=np.float64))
+        finite = np.isfinite(g) & np.isfinite(scale)
         if self.op == "==":
-            return np.asarray(np.abs(g) <= EQUALITY_TOLERANCE * scale)
-        return np.asarray(g <= INEQUALITY_TOLERANCE * scale)
+            return np.asarray(finite & (np.abs(g) <= EQUALITY_TOLERANCE * scale))
+        return np.asarray(finite & (g <= INEQUALITY_TOLERANCE * scale))
 
     def __str__(self) -> str:
         return self.text
@@ -229,16 +234,32 @@ def parse_outcome_constraint(text: object, where: str = "outcome_constraints") -
 def _split_comparison(text: object, where: str) -> tuple[ast.expr, Operator, ast.expr]:
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput(where, f"{text!r} is not an expression", _FIX)
+    if len(text) > _MAX_LENGTH:
+        raise InvalidInput(where, f"is longer than {_MAX_LENGTH} characters", "simplify it")
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
         raise InvalidInput(where, f"{text!r} is not a valid expression: {exc.msg}", _FIX) from None
+    except RecursionError:
+        raise InvalidInput(where, "is nested too deeply", "simplify it") from None
+    if _depth(tree) > _MAX_DEPTH:
+        raise InvalidInput(where, f"is nested more than {_MAX_DEPTH} levels deep", "simplify it")
     if not isinstance(tree, ast.Compare) or len(tree.ops) != 1:
         raise InvalidInput(where, f"{text!r} must compare two sides with <=, >= or ==", _FIX)
     op = _COMPARE.get(type(tree.ops[0]))
     if op is None:
         raise InvalidInput(where, f"{text!r}: only <=, >= and == are allowed", _FIX)
     return tree.left, op, tree.comparators[0]
+
+
+def _depth(node: ast.AST) -> int:
+    """Nesting depth of an expression tree, without recursion."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(current))
+    return deepest
 
 
 def _names(node: ast.expr) -> set[str]:

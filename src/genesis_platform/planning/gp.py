@@ -64,12 +64,18 @@ from genesis_platform.planning._acquisition import (
     WithFeasibility,
     Zero,
 )
-from genesis_platform.planning._base import BasePlanner, finite_or_none, uniform_points
+from genesis_platform.planning._base import (
+    BasePlanner,
+    finite_or_none,
+    outcome_constraint_list,
+    reference_point_of,
+    uniform_points,
+)
 from genesis_platform.planning._gp_model import Hyperparameters, OutputTransform, Posterior
 from genesis_platform.planning._metrics import MetricFit, MetricModel
 from genesis_platform.planning._optimize import AcquisitionOptimizer
-from genesis_platform.planning.constraints import OutcomeConstraint, parse_outcome_constraint
 from genesis_platform.planning.encoding import Encoder, FloatArray, PointKey, point_key
+from genesis_platform.planning.fidelity import fidelity_of
 from genesis_platform.planning.pareto import (
     default_reference_point,
     non_dominated_boxes,
@@ -278,6 +284,9 @@ class GaussianProcessPlanner(BasePlanner):
         reference_point: With several objectives, the worst value of each objective that
             still counts (hypervolume is measured from it); by default the nadir of the
             observed Pareto front minus 10% of its range.
+        fidelity: Several fidelities (one objective only):
+            ``{"parameter": "fidelity", "costs": {"simulation": 1, "robot": 20},
+            "target": "robot"}``; see :mod:`~genesis_platform.planning.fidelity`.
 
     Raises:
         InvalidInput: for a bad option (the field is the option name).
@@ -301,8 +310,15 @@ class GaussianProcessPlanner(BasePlanner):
         output_transform: str = "auto",
         outcome_constraints: Sequence[str] = (),
         reference_point: Mapping[str, float] | None = None,
+        fidelity: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(space, objectives, seed=seed)
+        self.fidelity = fidelity_of(fidelity, space)
+        if self.fidelity is not None and len(self.objectives) > 1:
+            raise InvalidInput(
+                "fidelity", "several fidelities work with one objective", "keep one objective"
+            )
+        self._target_columns = self._fidelity_columns()
         if len(self.objectives) > _MAX_OBJECTIVES:
             raise InvalidInput(
                 "objectives",
@@ -318,12 +334,16 @@ class GaussianProcessPlanner(BasePlanner):
             raise InvalidInput("noise_floor", f"must be in (0, 1), got {noise_floor!r}", "1e-6")
         self.noise_floor = float(noise_floor)
         self.acquisition = _one_of("acquisition", acquisition, ACQUISITIONS)
-        if not isinstance(ucb_beta, float | int) or not 0.0 < float(ucb_beta) < 1e6:
+        if (
+            isinstance(ucb_beta, bool)
+            or not isinstance(ucb_beta, float | int)
+            or not 0.0 < float(ucb_beta) < 1e6
+        ):
             raise InvalidInput("ucb_beta", f"must be a positive number, got {ucb_beta!r}", "2.0")
         self.ucb_beta = float(ucb_beta)
         self.output_transform = _one_of("output_transform", output_transform, OUTPUT_TRANSFORMS)
-        self.outcome_constraints = _outcome_constraints(outcome_constraints)
-        self.reference_point = _reference_point(reference_point, self.objectives)
+        self.outcome_constraints = outcome_constraint_list(outcome_constraints)
+        self.reference_point = reference_point_of(reference_point, self.objectives)
         self.n_sobol = 0
         several = len(self.objectives) > 1
         log = {"auto": None, "log": True, "none": False}[self.output_transform]
@@ -346,6 +366,25 @@ class GaussianProcessPlanner(BasePlanner):
         self._feasible_obs: list[bool] = []
         self._sequence: SobolSequence | None = None
         self._optimizer: AcquisitionOptimizer | None = None
+
+    def _fidelity_columns(self) -> dict[int, float]:
+        """Encoded columns of the fidelity with their values at the target fidelity."""
+        if self.fidelity is None:
+            return {}
+        names = list(self.space)
+        block = self.encoder.columns[names.index(self.fidelity.parameter)]
+        labels = [str(v) for v in self.space[self.fidelity.parameter].values]  # type: ignore[union-attr]
+        target = block.start + labels.index(self.fidelity.target)
+        return {col: float(col == target) for col in range(block.start, block.stop)}
+
+    def _at_target(self, x: FloatArray) -> FloatArray:
+        """Encoded rows with their fidelity set to the target fidelity."""
+        if not self._target_columns:
+            return x
+        out = x.copy()
+        for col, value in self._target_columns.items():
+            out[:, col] = value
+        return out
 
     @property
     def objective(self) -> str:
@@ -493,6 +532,7 @@ class GaussianProcessPlanner(BasePlanner):
                 n_starts=self.n_starts,
                 max_enumerated=self.max_enumerated,
                 n_local=max(16, self.n_candidates // 4),
+                fixed=self._target_columns or None,
             )
         return self._optimizer
 
@@ -511,13 +551,13 @@ class GaussianProcessPlanner(BasePlanner):
             beliefs = beliefs.believe(self.encoder.encode(pending))
         if self._strategy(k) == "thompson":
             return self._thompson(k, beliefs, incumbents, excluded, rng)
-        noisy = self._noisy(objective_fits)
+        noisy = self._noisy(objective_fits) and beliefs.best is not None
         bests = self._sampled_bests(beliefs, rng) if noisy else None
         optimizer = self._acquisition_optimizer()
         points: list[dict[str, ParamValue]] = []
         for i in range(k):
             ranked = optimizer.ranked(self._score(beliefs, bests), incumbents, rng)
-            point = self._first_unseen(ranked, excluded)
+            point = self._first_unseen(ranked, excluded, beliefs)
             if point is None:
                 point = self._fill_randomly(self._uniform_draw(rng), excluded, rng)
             points.append(point)
@@ -543,16 +583,20 @@ class GaussianProcessPlanner(BasePlanner):
     def _beliefs(
         self, objective_fits: list[MetricFit], constraint_fits: list[MetricFit]
     ) -> _Beliefs:
+        fit_of = dict(zip(self._constraint_models, constraint_fits, strict=True))
         bounds = tuple(
             OutcomeBound(
-                fit.posterior,
-                fit.transform.forward_bound(c.bound),
+                fit_of[c.metric].posterior,
+                fit_of[c.metric].transform.forward_bound(c.bound),
                 1.0 if c.op == ">=" else -1.0,
             )
-            for c, fit in zip(self.outcome_constraints, constraint_fits, strict=True)
+            for c in self.outcome_constraints
         )
         feasible = np.array(self._feasible_obs, dtype=bool)
-        means = np.stack([f.posterior.predict(f.posterior.x)[0] for f in objective_fits], axis=1)
+        means = np.stack(
+            [f.posterior.predict(self._at_target(f.posterior.x))[0] for f in objective_fits],
+            axis=1,
+        )
         means = means[feasible]
         best = float(np.max(means[:, 0])) if means.shape[0] and means.shape[1] == 1 else None
         front = _pareto(means) if means.shape[1] > 1 else means[:0]
@@ -564,7 +608,7 @@ class GaussianProcessPlanner(BasePlanner):
         feasible = np.array(self._feasible_obs, dtype=bool)
         if not feasible.any():
             feasible[:] = True
-        x = x[feasible]
+        x = self._at_target(x[feasible])
         means = np.stack([m.predict(x)[0] for m in beliefs.objectives], axis=1)
         if means.shape[1] == 1:
             order = np.argsort(-means[:, 0], kind="stable")[:_N_INCUMBENTS]
@@ -634,22 +678,47 @@ class GaussianProcessPlanner(BasePlanner):
         points: list[dict[str, ParamValue]] = []
         for draw, ok in zip(draws, allowed, strict=True):
             scores = np.where(ok, draw, draw - 1e6)  # prefer draws' feasible points
-            point = self._first_unseen(pool[np.argsort(-scores, kind="stable")], excluded)
+            point = self._first_unseen(pool[np.argsort(-scores, kind="stable")], excluded, beliefs)
             if point is None:
                 point = self._fill_randomly(self._uniform_draw(rng), excluded, rng)
             points.append(point)
         return points
 
     def _first_unseen(
-        self, ranked: FloatArray, excluded: set[PointKey]
+        self, ranked: FloatArray, excluded: set[PointKey], beliefs: _Beliefs
     ) -> dict[str, ParamValue] | None:
+        """The first ranked row not yet observed or pending, at its best fidelity."""
         for row in ranked:
-            point = self.encoder.decode(row[None, :])[0]
-            key = point_key(self.space, point)
-            if key not in excluded and self.space.is_feasible(point):
-                excluded.add(key)
-                return point
+            for candidate in self._fidelity_options(row, beliefs):
+                point = self.encoder.decode(candidate[None, :])[0]
+                key = point_key(self.space, point)
+                if key not in excluded and self.space.is_feasible(point):
+                    excluded.add(key)
+                    return point
         return None
+
+    def _fidelity_options(self, row: FloatArray, beliefs: _Beliefs) -> list[FloatArray]:
+        """``row`` at each fidelity, best first by the augmented-EI factors (see fidelity)."""
+        if self.fidelity is None:
+            return [row]
+        names = list(self.space)
+        block = self.encoder.columns[names.index(self.fidelity.parameter)]
+        labels = [str(v) for v in self.space[self.fidelity.parameter].values]  # type: ignore[union-attr]
+        rows = np.repeat(row[None, :], len(labels), axis=0)
+        rows[:, block] = np.eye(len(labels))
+        target = self._at_target(row[None, :])
+        model = beliefs.objectives[0]
+        _, var = model.predict(rows)
+        _, var_target = model.predict(target)
+        cov = model.paired_covariance(rows, np.repeat(target, len(labels), axis=0))
+        corr = np.clip(cov / np.sqrt(var * var_target[0]), 0.0, 1.0)
+        noise = model.hyper.noise
+        informative = 1.0 - np.sqrt(noise / (var + noise))
+        costs = self.fidelity.costs
+        cheap = np.array([costs[self.fidelity.target] / costs[label] for label in labels])
+        score = corr * informative * cheap
+        order = np.argsort(-score, kind="stable")
+        return [rows[i] for i in order]
 
     def _uniform_draw(self, rng: np.random.Generator) -> Callable[[], dict[str, ParamValue]]:
         def draw() -> dict[str, ParamValue]:
@@ -677,32 +746,3 @@ def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise InvalidInput(name, f"unknown value {value!r}", f"use one of {', '.join(allowed)}")
     return str(value)
-
-
-def _outcome_constraints(texts: object) -> list[OutcomeConstraint]:
-    if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise InvalidInput(
-            "outcome_constraints", "must be a list of expressions", 'e.g. ["purity >= 0.95"]'
-        )
-    return [
-        parse_outcome_constraint(text, f"outcome_constraints[{i}]") for i, text in enumerate(texts)
-    ]
-
-
-def _reference_point(
-    value: Mapping[str, float] | None, objectives: Mapping[str, Direction]
-) -> dict[str, float] | None:
-    if value is None:
-        return None
-    fix = "give a number for every objective, e.g. {yield: 0.2, cost: 50}"
-    if len(objectives) < 2:
-        raise InvalidInput("reference_point", "needs two or more objectives", "remove it")
-    if not isinstance(value, Mapping) or set(value) != set(objectives):
-        raise InvalidInput("reference_point", f"must name exactly {sorted(objectives)}", fix)
-    out = {}
-    for name in objectives:
-        number = finite_or_none(value, name)
-        if number is None:
-            raise InvalidInput(f"reference_point.{name}", f"{value[name]!r} is not a number", fix)
-        out[name] = number
-    return out

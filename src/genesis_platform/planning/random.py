@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from genesis_platform.planning._base import BasePlanner, uniform_points
+from genesis_platform.planning._base import (
+    BasePlanner,
+    outcome_constraint_list,
+    reference_point_of,
+    uniform_points,
+)
+from genesis_platform.planning.fidelity import fidelity_of
 from genesis_platform.planning.protocols import ParamValue
 from genesis_platform.planning.space import Space
 
@@ -22,12 +29,28 @@ class RandomPlanner(BasePlanner):
         space: The search space.
         objectives: Objective names and directions; any number of objectives.
         seed: Seed; the draws of one ``ask`` come from ``default_rng([seed, n_asked])``.
+        outcome_constraints: Accepted and validated so that a campaign can switch
+            planners; not used by this search.
+        reference_point: The same, for several objectives.
+        fidelity: The same, for several fidelities (drawn like any choice parameter).
     """
 
     kind = "random"
 
-    def __init__(self, space: Space, objectives: Mapping[str, str], *, seed: int = 0) -> None:
+    def __init__(
+        self,
+        space: Space,
+        objectives: Mapping[str, str],
+        *,
+        seed: int = 0,
+        outcome_constraints: Sequence[str] = (),
+        reference_point: Mapping[str, float] | None = None,
+        fidelity: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(space, objectives, seed=seed)
+        self.outcome_constraints = outcome_constraint_list(outcome_constraints)
+        self.reference_point = reference_point_of(reference_point, self.objectives)
+        self.fidelity = fidelity_of(fidelity, space)
 
     def _propose(
         self, n: int, pending: list[dict[str, ParamValue]], rng: np.random.Generator

@@ -9,14 +9,20 @@ skipped, so the sequence position is kept in the state next to ``n_asked``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from genesis_platform.errors import InvalidInput
-from genesis_platform.planning._base import BasePlanner, uniform_points
+from genesis_platform.planning._base import (
+    BasePlanner,
+    outcome_constraint_list,
+    reference_point_of,
+    uniform_points,
+)
 from genesis_platform.planning.encoding import FloatArray
+from genesis_platform.planning.fidelity import fidelity_of
 from genesis_platform.planning.protocols import ParamValue
 from genesis_platform.planning.space import Space
 
@@ -62,12 +68,28 @@ class SobolPlanner(BasePlanner):
         objectives: Objective names and directions; any number of objectives.
         seed: Seed of the scrambling (and of the rare fallback draw in exhausted discrete
             spaces).
+        outcome_constraints: Accepted and validated so that a campaign can switch
+            planners; not used by this search.
+        reference_point: The same, for several objectives.
+        fidelity: The same, for several fidelities (drawn like any choice parameter).
     """
 
     kind = "sobol"
 
-    def __init__(self, space: Space, objectives: Mapping[str, str], *, seed: int = 0) -> None:
+    def __init__(
+        self,
+        space: Space,
+        objectives: Mapping[str, str],
+        *,
+        seed: int = 0,
+        outcome_constraints: Sequence[str] = (),
+        reference_point: Mapping[str, float] | None = None,
+        fidelity: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(space, objectives, seed=seed)
+        self.outcome_constraints = outcome_constraint_list(outcome_constraints)
+        self.reference_point = reference_point_of(reference_point, self.objectives)
+        self.fidelity = fidelity_of(fidelity, space)
         self.n_sobol = 0
         self._sequence: SobolSequence | None = None
 

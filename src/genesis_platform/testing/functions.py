@@ -20,6 +20,8 @@ __all__ = [
     "SLEEP_ENV",
     "always_fails",
     "branin",
+    "electrolyte_blend_simulation",
+    "electrolyte_cost_simulation",
     "electrolyte_simulation",
     "exits_abruptly",
     "journaled",
@@ -170,3 +172,61 @@ def reaction_yield_simulation(
         "catalyst": catalyst,
     }
     return get_emulator("reaction-yield").mean(point)
+
+
+# Viscosity (mPa s, 40 °C) and relative permittivity of the blend's solvents.
+_SOLVENT_VISCOSITY = {"ec": 1.9, "dmc": 0.59, "emc": 0.65}
+_SOLVENT_PERMITTIVITY = {"ec": 89.8, "dmc": 3.1, "emc": 3.0}
+
+
+def electrolyte_blend_simulation(
+    ec_fraction: float, dmc_fraction: float, emc_fraction: float, salt_molality: float
+) -> dict[str, float]:
+    """A solvent-blend electrolyte: conductivity and viscosity of an EC/DMC/EMC mixture.
+
+    A deliberately simple model for the mixture example: the blend's viscosity mixes the
+    solvents' logarithmically and grows with salt; ions dissociate with the blend's
+    permittivity; conductivity is carriers times mobility (Walden's rule, mobility
+    inversely proportional to viscosity).
+
+    Args:
+        ec_fraction: Mass fraction of ethylene carbonate (0-1).
+        dmc_fraction: Mass fraction of dimethyl carbonate (0-1).
+        emc_fraction: Mass fraction of ethyl methyl carbonate (0-1).
+        salt_molality: LiPF6 molality, mol/kg (0.1-3.0).
+
+    Returns:
+        ``{"conductivity": mS/cm, "viscosity": mPa s}``.
+    """
+    fractions = {"ec": ec_fraction, "dmc": dmc_fraction, "emc": emc_fraction}
+    total = sum(fractions.values()) or 1.0
+    shares = {k: v / total for k, v in fractions.items()}
+    solvent_viscosity = math.exp(sum(shares[k] * math.log(_SOLVENT_VISCOSITY[k]) for k in shares))
+    viscosity = solvent_viscosity * (1.0 + 0.55 * salt_molality + 0.22 * salt_molality**2)
+    permittivity = sum(shares[k] * _SOLVENT_PERMITTIVITY[k] for k in shares)
+    dissociation = permittivity / (permittivity + 18.0)
+    carriers = salt_molality * math.exp(-0.35 * salt_molality)
+    conductivity = 38.0 * carriers * dissociation / viscosity
+    return {"conductivity": conductivity, "viscosity": viscosity}
+
+
+_SOLVENT_COST = {"EC-DMC": 4.0, "EC-EMC": 6.5, "PC": 3.0}
+"""Solvent cost, $ per kg of electrolyte."""
+
+
+def electrolyte_cost_simulation(
+    salt_molality: float, temperature_c: int, solvent: str
+) -> dict[str, float]:
+    """The ``electrolyte`` emulator's conductivity and the electrolyte's cost.
+
+    Cost ($/kg) is the solvent's, plus LiPF6 at about 150 $/kg (152 g/mol), plus the
+    energy to hold the cell above 25 °C; it trades against conductivity, which rises with
+    salt and temperature: the two-objective example.
+
+    Returns:
+        ``{"conductivity": mS/cm, "cost": $/kg}``.
+    """
+    conductivity = electrolyte_simulation(salt_molality, temperature_c, solvent)["conductivity"]
+    salt_cost = 150.0 * 0.152 * salt_molality
+    heating = 0.04 * max(0, temperature_c - 25)
+    return {"conductivity": conductivity, "cost": _SOLVENT_COST[solvent] + salt_cost + heating}
