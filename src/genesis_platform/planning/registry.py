@@ -23,7 +23,9 @@ __all__ = ["builtin_planners", "load_surrogate", "make_planner"]
 ENTRY_POINT_GROUP = "genesis_platform.planners"
 
 _BUILTIN_PLANNERS = {
+    "ax": "genesis_platform.planning.adapters.ax:AxPlanner",
     "gp": "genesis_platform.planning.gp:GaussianProcessPlanner",
+    "optuna": "genesis_platform.planning.adapters.optuna:OptunaPlanner",
     "random": "genesis_platform.planning.random:RandomPlanner",
     "sobol": "genesis_platform.planning.sobol:SobolPlanner",
 }
@@ -32,7 +34,7 @@ _BUILTIN_SURROGATES = {
     "gp": "genesis_platform.planning.gp:GaussianProcessSurrogate",
 }
 
-_UNKNOWN_FIX = "use one of gp, random, sobol, or package.module:Class"
+_UNKNOWN_FIX = "use one of ax, gp, optuna, random, sobol, or package.module:Class"
 _PLANNER_METHODS = tuple(
     name for name, value in vars(Planner).items() if callable(value) and not name.startswith("_")
 )

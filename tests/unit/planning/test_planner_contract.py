@@ -17,7 +17,14 @@ from .conftest import mixed_objective
 
 KINDS = builtin_planners()
 # Small candidate sets keep the gp fast in tests; every option is a real one.
-OPTIONS: dict[str, dict[str, object]] = {"gp": {"n_candidates": 256}}
+# A long initialization keeps Ax in its quick Sobol' phase here; test_adapters.py covers its
+# Bayesian optimization.
+OPTIONS: dict[str, dict[str, object]] = {
+    "gp": {"n_candidates": 256},
+    "ax": {"initialization_budget": 20},
+}
+# Planners backed by an optional library: the module to import, and the extra installing it.
+EXTRAS = {"ax": ("ax", "planners-ax"), "optuna": ("optuna", "planners-optuna")}
 
 MakePlanner = Callable[..., Planner]
 
@@ -25,6 +32,11 @@ MakePlanner = Callable[..., Planner]
 @pytest.fixture(params=KINDS)
 def make(request: pytest.FixtureRequest) -> MakePlanner:
     kind: str = request.param
+    if kind in EXTRAS:
+        module, extra = EXTRAS[kind]
+        pytest.importorskip(
+            module, reason=f"the {kind} planner needs pip install 'genesis-platform[{extra}]'"
+        )
 
     def build(space: Space, seed: int = 0) -> Planner:
         return make_planner(kind, space, {"y": "max"}, seed=seed, options=OPTIONS.get(kind))

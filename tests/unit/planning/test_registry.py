@@ -54,7 +54,7 @@ def plugin_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
 
 
 def test_builtins() -> None:
-    assert builtin_planners() == ["gp", "random", "sobol"]
+    assert builtin_planners() == ["ax", "gp", "optuna", "random", "sobol"]
     assert isinstance(make_planner("random", SPACE, {"y": "max"}), RandomPlanner)
     assert isinstance(make_planner("sobol", SPACE, {"y": "max"}), SobolPlanner)
     gp = make_planner("gp", SPACE, {"y": "min"}, seed=3, options={"n_initial": 6})
@@ -67,7 +67,7 @@ def test_unknown_planner() -> None:
         make_planner("x", SPACE, {"y": "max"})
     assert info.value.field == "planner"
     assert info.value.problem == "unknown planner 'x'"
-    assert info.value.fix == "use one of gp, random, sobol, or package.module:Class"
+    assert info.value.fix == "use one of ax, gp, optuna, random, sobol, or package.module:Class"
 
 
 @pytest.mark.parametrize(
