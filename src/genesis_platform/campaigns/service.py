@@ -27,6 +27,8 @@ from genesis_platform.data.service import DatasetService
 from genesis_platform.errors import CampaignError, CampaignSpecError, InvalidInput, NotFound
 from genesis_platform.governance import Resource, ServiceContext
 from genesis_platform.modelhub.service import ModelService
+from genesis_platform.planning._feasible import check_satisfiable
+from genesis_platform.planning.encoding import Encoder
 from genesis_platform.planning.pareto import default_reference_point, hypervolume, pareto_mask
 from genesis_platform.planning.protocols import Planner
 from genesis_platform.planning.registry import make_planner
@@ -122,6 +124,10 @@ class CampaignService:
             CampaignSpecError: a field does not validate; the message names it.
         """
         spec = pin_warm_start(_coerce_spec(spec, fields), self._datasets)
+        try:
+            check_satisfiable(Encoder(spec.build_space()))
+        except InvalidInput as exc:
+            raise CampaignSpecError(exc.field, exc.problem, exc.fix) from None
         self._planner(spec)  # validates the planner and its options
         check_runner(spec)
         warm = None if spec.warm_start is None else self._datasets.get(spec.warm_start)

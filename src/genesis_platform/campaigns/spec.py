@@ -271,7 +271,7 @@ class FidelitySpec(_Strict):
     @classmethod
     def _number(cls, value: Any) -> Any:
         if isinstance(value, bool):
-            raise CampaignSpecError("fidelities.cost", f"{value!r} is not a number", "e.g. cost: 1")
+            raise CampaignSpecError("cost", f"{value!r} is not a number", "e.g. cost: 1")
         return value
 
 
@@ -363,13 +363,43 @@ class CampaignSpec(_Strict):
         )
         raise CampaignSpecError(field, problem, _EXAMPLES[field])
 
+    @field_validator("fidelities", mode="before")
+    @classmethod
+    def _levels(cls, value: Any) -> Any:
+        """Validate each level here so that errors name it (``fidelities.robot.cost``)."""
+        if value is None:
+            return value
+        if not isinstance(value, Mapping):
+            raise CampaignSpecError(
+                "fidelities", "must be a mapping of levels", _EXAMPLES["fidelities"]
+            )
+        levels = {}
+        for level, data in value.items():
+            if isinstance(data, FidelitySpec):
+                levels[level] = data
+                continue
+            if not isinstance(data, Mapping):
+                raise CampaignSpecError(
+                    f"fidelities.{level}", "must be a mapping", "e.g. {cost: 1, runner: {...}}"
+                )
+            try:
+                levels[level] = FidelitySpec(**data)
+            except CampaignSpecError as exc:
+                field = exc.field.removeprefix("fidelities").lstrip(".")
+                raise CampaignSpecError(
+                    f"fidelities.{level}.{field}", exc.problem, exc.fix
+                ) from None
+        return levels
+
     @field_validator("warm_start", mode="before")
     @classmethod
     def _warm_start(cls, value: Any) -> Any:
         if value is None:
             return value
         if not isinstance(value, str):
-            raise CampaignSpecError("warm_start", f"{value!r} is not a dataset reference")
+            raise CampaignSpecError(
+                "warm_start", f"{value!r} is not a dataset reference", _EXAMPLES["warm_start"]
+            )
         try:
             name, _ = parse_ref(value, "warm_start")
         except InvalidInput as exc:
@@ -667,6 +697,8 @@ def _whole(value: Any, low: int, high: int) -> bool:
 _PROBLEMS = {
     "int_type": "{input!r} is not a whole number",
     "float_type": "{input!r} is not a number",
+    "float_parsing": "{input!r} is not a number",
+    "list_type": "must be a list",
     "finite_number": "{input!r} is not a finite number",
     "string_type": "{input!r} is not text",
     "bool_type": "{input!r} is not true or false",

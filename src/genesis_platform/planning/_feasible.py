@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from genesis_platform.errors import InvalidInput
 from genesis_platform.planning.constraints import ParameterConstraint
 from genesis_platform.planning.encoding import Encoder, FloatArray
 from genesis_platform.planning.space import Choice, Int, Real
 
-__all__ = ["FeasibleRegion"]
+__all__ = ["FeasibleRegion", "check_satisfiable"]
 
 _PROJECTION_SWEEPS = 200
 _SAMPLE_ROUNDS = 8
@@ -177,3 +178,22 @@ class FeasibleRegion:
         if not cols:
             return None
         return _LinearRow(np.array(cols, dtype=np.intp), np.array(a), bound, constraint.op == "==")
+
+
+def check_satisfiable(encoder: Encoder, field: str = "constraints") -> None:
+    """Refuse constraints that no point of the space meets (searched at random, repaired).
+
+    Raises:
+        InvalidInput: on ``field`` when 8 x 1024 random points, projected onto the linear
+            constraints, all break some constraint.
+    """
+    region = FeasibleRegion(encoder)
+    if not region.constrained:
+        return
+    if region.feasible_pool(np.random.default_rng(0), 1024).shape[0] == 0:
+        texts = "; ".join(c.text for c in region.constraints)
+        raise InvalidInput(
+            field,
+            f"no point of the space satisfies every constraint ({texts})",
+            "check that they can all hold at once within the parameters' bounds",
+        )
