@@ -1,12 +1,15 @@
-"""Bayesian optimization with a Gaussian process and log expected improvement (NumPy/SciPy).
+"""Bayesian optimization with Gaussian processes (NumPy/SciPy, no PyTorch).
 
 Modelling choices (measured in ``PLANNER-NOTES.md``; BoTorch's defaults where not said):
 
 - **Inputs** are encoded to the unit cube (:mod:`~genesis_platform.planning.encoding`):
   reals and integers linearly or on a log scale, choices one-hot.
-- **Outputs**: a minimized objective is negated; the bad tail is winsorized at Tukey's lower
-  fence (``Q1 - 1.5 IQR``) so a few disastrous trials do not flatten the model; then the
-  values are standardized.
+- **Outputs**: positive values with a long high tail (skewness above 1) are modelled on a
+  log scale (``output_transform``); a minimized objective is negated; the bad tail is
+  winsorized at Tukey's lower fence (``Q1 - 1.5 IQR``) so a few disastrous trials do not
+  flatten the model; then the values are standardized. Every objective and every
+  outcome-constrained metric gets its own GP (several objectives and constrained metrics
+  are standardized only, so bounds and reference points keep their meaning).
 - **Model**: constant mean (estimated by generalized least squares, i.e. profiled out of
   the likelihood) plus a Matérn-5/2 kernel with one lengthscale per encoded column, an
   outputscale and a learned Gaussian noise variance bounded below by ``noise_floor``.
@@ -18,11 +21,27 @@ Modelling choices (measured in ``PLANNER-NOTES.md``; BoTorch's defaults where no
   is used at every 8th fit only). The warm start is part of
   :meth:`GaussianProcessPlanner.state_dict`, so a resumed planner fits exactly as the
   original would have.
-- **Acquisition**: analytic log expected improvement (Ament et al., 2023), whose
-  incumbent is the best *posterior mean* at the observed points (not the best noisy
-  observation). It is maximized by scoring a randomly shifted Sobol' set plus Gaussian
-  perturbations of the five best points, then running L-BFGS-B (analytic gradients, all
-  starts in one call) from the best of both.
+- **Acquisition** (:mod:`~genesis_platform.planning._acquisition`): analytic log expected
+  improvement (Ament et al., 2023), whose incumbent is the best *posterior mean* at the
+  observed points (not the best noisy observation); its noisy form averages EI over
+  incumbents drawn from the joint posterior at the observed points, used when the fitted
+  noise exceeds 5% of the output scale; upper confidence bound on request; Thompson
+  sampling (joint draws over the 512 most promising candidates) for batches of 8 or more.
+  Outcome constraints multiply in the probability that every bound holds (Gardner et al.,
+  2014); before any feasible observation, that probability alone is maximized. Several
+  objectives use expected hypervolume improvement, exact for independent GPs
+  (:mod:`~genesis_platform.planning._ehvi`), over the front of posterior means.
+- **Optimization** (:mod:`~genesis_platform.planning._optimize`): score a randomly shifted
+  Sobol' set plus Gaussian perturbations of the five best points (or of Pareto points),
+  then one joint L-BFGS-B run (analytic gradients) from the best of both.
+- **Parameter constraints** (:mod:`~genesis_platform.planning._feasible`): candidates are
+  projected onto the linear constraints and filtered by the others; the local search
+  switches to SLSQP with the constraints; rounded rows are checked again, so every
+  proposal satisfies every constraint.
+- **Several fidelities** (:mod:`~genesis_platform.planning.fidelity`): the fidelity is a
+  one-hot input of the same GP; the point maximizes the acquisition at the target
+  fidelity and the fidelity is chosen by augmented EI (correlation with the target,
+  remaining uncertainty, cost ratio).
 - **Mixed spaces**: integers are relaxed to the continuum and rounded. With at most
   ``max_enumerated`` combinations of the choice parameters, every combination is kept
   exact and only the continuous part is optimized (each combination gets a start);
