@@ -54,9 +54,9 @@ Modelling choices (measured in ``PLANNER-NOTES.md``; BoTorch's defaults where no
   running, so the next choice goes elsewhere. It is chosen over local penalization
   because it needs no Lipschitz constant, reuses the exact acquisition, handles
   categorical columns without a distance and costs one small Cholesky per point.
-- **Initial design**: Sobol' points (the same sequence as ``SobolPlanner``) until
-  ``n_initial`` successful observations are in or pending, and whenever fewer than two
-  successful observations exist.
+- **Initial design**: the centre of the space (as Ax does), then Sobol' points (the same
+  sequence as ``SobolPlanner``) until ``n_initial`` successful observations are in or
+  pending, and whenever fewer than two successful observations exist.
 - **Failures**: a failed observation (or a non-finite value) is not data, but its point is
   never proposed again; neither is an observed or pending point.
 - **Threads**: all linear algebra runs under ``threadpool_limits(1)``: for matrices of this
@@ -536,9 +536,13 @@ class GaussianProcessPlanner(BasePlanner):
         return points
 
     def _next_sobol(self) -> dict[str, ParamValue]:
+        """The next point of the initial design: the centre of the space, then Sobol' points."""
         if self._sequence is None:
             self._sequence = SobolSequence(self.encoder.n_params, self.seed)
-        u = self._sequence.take(self.n_sobol, 1)
+        if self.n_sobol == 0:
+            u = np.full((1, self.encoder.n_params), 0.5)
+        else:
+            u = self._sequence.take(self.n_sobol - 1, 1)
         self.n_sobol += 1
         return uniform_points(self.encoder, u)[0]
 
