@@ -17,6 +17,7 @@ from genesis_platform.errors import InvalidInput, PlannerError
 from genesis_platform.planning._feasible import FeasibleRegion
 from genesis_platform.planning.constraints import OutcomeConstraint, parse_outcome_constraint
 from genesis_platform.planning.encoding import Encoder, FloatArray, PointKey, point_key
+from genesis_platform.planning.fidelity import fidelity_of
 from genesis_platform.planning.protocols import (
     Direction,
     Observation,
@@ -80,12 +81,28 @@ class BasePlanner:
 
     kind = "base"
 
-    def __init__(self, space: Space, objectives: Mapping[str, str], *, seed: int = 0) -> None:
+    requires_metrics = False
+    """Whether a successful observation must report every objective and constrained metric
+    (planners that model them); a missing one is an error, a non-finite one a failure."""
+
+    def __init__(
+        self,
+        space: Space,
+        objectives: Mapping[str, str],
+        *,
+        seed: int = 0,
+        outcome_constraints: Sequence[str] = (),
+        reference_point: Mapping[str, float] | None = None,
+        fidelity: Mapping[str, Any] | None = None,
+    ) -> None:
         if not isinstance(space, Space):
             raise InvalidInput("space", "not a Space", "build one with Space({...})")
         self.space = space
         self.objectives = check_objectives(objectives)
         self.seed = check_seed(seed)
+        self.outcome_constraints = outcome_constraint_list(outcome_constraints)
+        self.reference_point = reference_point_of(reference_point, self.objectives)
+        self.fidelity = fidelity_of(fidelity, space)
         self.n_asked = 0
         self.encoder = Encoder(space)
         self.region = FeasibleRegion(self.encoder)
@@ -148,11 +165,31 @@ class BasePlanner:
     def _after_tell(self, observations: list[Observation]) -> None:
         """Hook run after observations are recorded."""
 
+    def metric_names(self) -> list[str]:
+        """The objectives, then the other metrics that outcome constraints bound."""
+        names = list(self.objectives)
+        for constraint in self.outcome_constraints:
+            if constraint.metric not in names:
+                names.append(constraint.metric)
+        return names
+
     def _check_observation(self, index: int, obs: Observation) -> Observation:
         if not isinstance(obs, Observation):
             raise InvalidInput(f"observations[{index}]", "not an Observation")
         params = self.space.validate(obs.params, where=f"observations[{index}].params")
-        return Observation(params=params, values=dict(obs.values), failed=bool(obs.failed))
+        checked = Observation(params=params, values=dict(obs.values), failed=bool(obs.failed))
+        if checked.failed or not self.requires_metrics:
+            return checked
+        for name in self.metric_names():
+            if name not in checked.values:
+                raise InvalidInput(
+                    f"observations[{index}].values.{name}",
+                    "missing from a successful observation",
+                    "report every objective and constrained metric, or mark it failed",
+                )
+            if finite_or_none(checked.values, name) is None:
+                return Observation(params=checked.params, values=checked.values, failed=True)
+        return checked
 
     def _excluded(self, pending: Sequence[Params]) -> set[PointKey]:
         """Keys of observed (successful or failed) and pending points."""

@@ -85,16 +85,12 @@ from genesis_platform.planning._acquisition import (
 )
 from genesis_platform.planning._base import (
     BasePlanner,
-    finite_or_none,
-    outcome_constraint_list,
-    reference_point_of,
     uniform_points,
 )
 from genesis_platform.planning._gp_model import Hyperparameters, OutputTransform, Posterior
 from genesis_platform.planning._metrics import MetricFit, MetricModel
 from genesis_platform.planning._optimize import AcquisitionOptimizer
 from genesis_platform.planning.encoding import Encoder, FloatArray, PointKey, point_key
-from genesis_platform.planning.fidelity import fidelity_of
 from genesis_platform.planning.pareto import (
     default_reference_point,
     non_dominated_boxes,
@@ -126,6 +122,7 @@ class GaussianProcessSurrogate:
     """
 
     kind = "gp"
+    requires_metrics = True
 
     def __init__(
         self,
@@ -312,6 +309,7 @@ class GaussianProcessPlanner(BasePlanner):
     """
 
     kind = "gp"
+    requires_metrics = True
 
     def __init__(
         self,
@@ -331,8 +329,14 @@ class GaussianProcessPlanner(BasePlanner):
         reference_point: Mapping[str, float] | None = None,
         fidelity: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(space, objectives, seed=seed)
-        self.fidelity = fidelity_of(fidelity, space)
+        super().__init__(
+            space,
+            objectives,
+            seed=seed,
+            outcome_constraints=outcome_constraints,
+            reference_point=reference_point,
+            fidelity=fidelity,
+        )
         if self.fidelity is not None and len(self.objectives) > 1:
             raise InvalidInput(
                 "fidelity", "several fidelities work with one objective", "keep one objective"
@@ -361,8 +365,6 @@ class GaussianProcessPlanner(BasePlanner):
             raise InvalidInput("ucb_beta", f"must be a positive number, got {ucb_beta!r}", "2.0")
         self.ucb_beta = float(ucb_beta)
         self.output_transform = _one_of("output_transform", output_transform, OUTPUT_TRANSFORMS)
-        self.outcome_constraints = outcome_constraint_list(outcome_constraints)
-        self.reference_point = reference_point_of(reference_point, self.objectives)
         self.n_sobol = 0
         several = len(self.objectives) > 1
         log = {"auto": None, "log": True, "none": False}[self.output_transform]
@@ -460,21 +462,6 @@ class GaussianProcessPlanner(BasePlanner):
                 model.load_warm(stored.get(name), f"state.hyperparameters.{group}.{name}")
 
     # -- observations ------------------------------------------------------------------------
-
-    def _check_observation(self, index: int, obs: Observation) -> Observation:
-        checked = super()._check_observation(index, obs)
-        if checked.failed:
-            return checked
-        for name in [*self.objectives, *self._constraint_models]:
-            if name not in checked.values:
-                raise InvalidInput(
-                    f"observations[{index}].values.{name}",
-                    "missing from a successful observation",
-                    "report every objective and constrained metric, or mark it failed",
-                )
-            if finite_or_none(checked.values, name) is None:
-                return Observation(params=checked.params, values=checked.values, failed=True)
-        return checked
 
     def _after_tell(self, observations: list[Observation]) -> None:
         good = [o for o in observations if not o.failed]

@@ -9,11 +9,8 @@ import numpy as np
 
 from genesis_platform.planning._base import (
     BasePlanner,
-    outcome_constraint_list,
-    reference_point_of,
     uniform_points,
 )
-from genesis_platform.planning.fidelity import fidelity_of
 from genesis_platform.planning.protocols import ParamValue
 from genesis_platform.planning.space import Space
 
@@ -47,10 +44,14 @@ class RandomPlanner(BasePlanner):
         reference_point: Mapping[str, float] | None = None,
         fidelity: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(space, objectives, seed=seed)
-        self.outcome_constraints = outcome_constraint_list(outcome_constraints)
-        self.reference_point = reference_point_of(reference_point, self.objectives)
-        self.fidelity = fidelity_of(fidelity, space)
+        super().__init__(
+            space,
+            objectives,
+            seed=seed,
+            outcome_constraints=outcome_constraints,
+            reference_point=reference_point,
+            fidelity=fidelity,
+        )
 
     def _propose(
         self, n: int, pending: list[dict[str, ParamValue]], rng: np.random.Generator

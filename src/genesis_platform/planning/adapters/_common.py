@@ -12,12 +12,9 @@ import numpy as np
 from genesis_platform.errors import InvalidInput
 from genesis_platform.planning._base import (
     BasePlanner,
-    finite_or_none,
-    outcome_constraint_list,
-    reference_point_of,
     uniform_points,
 )
-from genesis_platform.planning.protocols import Observation, ParamValue
+from genesis_platform.planning.protocols import ParamValue
 from genesis_platform.planning.space import Space
 
 __all__ = ["AdapterPlanner", "import_extra"]
@@ -63,6 +60,8 @@ class AdapterPlanner(BasePlanner):
         InvalidInput: on the option's name.
     """
 
+    requires_metrics = True
+
     def __init__(
         self,
         space: Space,
@@ -72,35 +71,15 @@ class AdapterPlanner(BasePlanner):
         outcome_constraints: Sequence[str] = (),
         reference_point: Mapping[str, float] | None = None,
     ) -> None:
-        super().__init__(space, objectives, seed=seed)
-        self.outcome_constraints = outcome_constraint_list(outcome_constraints)
-        self.reference_point = reference_point_of(reference_point, self.objectives)
+        super().__init__(
+            space,
+            objectives,
+            seed=seed,
+            outcome_constraints=outcome_constraints,
+            reference_point=reference_point,
+        )
         self.n_fallback = 0
         """Points the adapter drew itself because the library had no new one (not persisted)."""
-
-    def metric_names(self) -> list[str]:
-        """The objectives, then the other metrics that outcome constraints bound."""
-        names = list(self.objectives)
-        for constraint in self.outcome_constraints:
-            if constraint.metric not in names:
-                names.append(constraint.metric)
-        return names
-
-    def _check_observation(self, index: int, obs: Observation) -> Observation:
-        """Check as the gp planner does: a success reports every metric; non-finite fails it."""
-        checked = super()._check_observation(index, obs)
-        if checked.failed:
-            return checked
-        for name in self.metric_names():
-            if name not in checked.values:
-                raise InvalidInput(
-                    f"observations[{index}].values.{name}",
-                    "missing from a successful observation",
-                    "report every objective and constrained metric, or mark it failed",
-                )
-            if finite_or_none(checked.values, name) is None:
-                return Observation(params=checked.params, values=checked.values, failed=True)
-        return checked
 
     def _draw_uniform(self, rng: np.random.Generator) -> dict[str, ParamValue]:
         """A uniform random point (``_fill_randomly`` moves it onto the constraints)."""
