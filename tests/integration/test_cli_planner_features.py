@@ -313,3 +313,44 @@ def test_show_prints_the_pinned_warm_start(
     assert code == 0
     assert "warm start: dataset screen@1" in " ".join(out.split())
     assert run_json(capsys, "campaign", "show", "1")["warm_start"] == "screen@1"
+
+
+# -- found in review ---------------------------------------------------------------------------
+
+
+def test_a_planner_without_fidelities_is_refused_on_fidelities(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pytest.importorskip("optuna")
+    text = _edit(FIDELITIES, "planner: random", "planner: optuna")
+    message = _refused(capsys, tmp_path, text, "fidelities")
+    assert "planner 'optuna' does not take several fidelities" in message
+
+
+def test_a_station_that_does_not_measure_a_constrained_metric_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    text = STATION + 'outcome_constraints: ["viscosity <= 1.2"]\n'
+    message = _refused(capsys, tmp_path, text, "outcome_constraints[0]")
+    assert "does not measure 'viscosity'" in message
+
+
+def test_a_cost_budget_is_overshot_by_at_most_one_trial(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spec = tmp_path / "c.yaml"
+    text = _edit(
+        FIDELITIES,
+        "budget: {trials: 2, parallel: 1, cost: 50}",
+        "budget: {trials: 40, parallel: 4, cost: 20}",
+    )
+    spec.write_text(text)
+    code, out, err = run(capsys, "campaign", "run", str(spec), "--json", "--quiet")
+    assert code == 0, err
+    info = json.loads(out)
+    levels = [
+        t["params"]["fidelity"]
+        for t in run_json(capsys, "campaign", "show", str(info["id"]))["trials"]
+    ]
+    spent = sum(10 if level == "robot" else 1 for level in levels)
+    assert 20 <= spent <= 20 + 10  # four slots could have started 40 at once

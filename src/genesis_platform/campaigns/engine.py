@@ -186,7 +186,7 @@ class CampaignEngine:
         while free > 0 and self._queued:
             self._dispatch(self._queued.pop(0))
             free -= 1
-        wanted = min(free, self._spec.budget.trials - self._tally.counted)
+        wanted = min(free, self._spec.budget.trials - self._tally.counted, self._affordable())
         if wanted > 0:
             for live, external_id in self._propose(wanted):
                 self._start(live, external_id)
@@ -427,6 +427,20 @@ class CampaignEngine:
         if stop.no_improvement is not None and tally.since_best >= stop.no_improvement:
             return f"no improvement in {stop.no_improvement} trials"
         return ""
+
+    def _affordable(self) -> int:
+        """How many more trials the cost budget allows now, at the costliest fidelity.
+
+        At least one while any cost is left, so a campaign overshoots its cost budget by
+        at most one trial's cost.
+        """
+        budget = self._spec.budget.cost
+        if budget is None or self._spec.fidelities is None:
+            return self._spec.budget.trials
+        running = sum(self._cost(live) for live in [*self._inflight.values(), *self._queued])
+        left = budget - self._tally.cost - running
+        costliest = max(f.cost for f in self._spec.fidelities.values())
+        return max(1, int(left // costliest)) if left > 0 else 0
 
     def _cost(self, live: _Live) -> float:
         """What one trial costs at its fidelity (0 without fidelities)."""

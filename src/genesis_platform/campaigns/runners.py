@@ -239,6 +239,13 @@ def _check_station_fits(
                 f"station {name!r} does not measure {objective!r}",
                 f"it measures {sorted(measurements)}",
             )
+    for i, constraint in enumerate(spec.parsed_outcome_constraints()):
+        if constraint.metric not in measurements:
+            raise CampaignSpecError(
+                f"outcome_constraints[{i}]",
+                f"station {name!r} does not measure {constraint.metric!r}",
+                f"it measures {sorted(measurements)}",
+            )
 
 
 def _site_runner(runner: RunnerSpec, spec: CampaignSpec) -> SiteRunner:

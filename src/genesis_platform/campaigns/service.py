@@ -37,6 +37,12 @@ from genesis_platform.provenance import Edge, Node, ProvenanceGraph
 __all__ = ["Campaign", "CampaignInfo", "CampaignService", "TrialInfo"]
 
 _RESUMABLE = ("created", "running", "stopped", "failed")
+_CAMPAIGN_OPTIONS = {
+    "outcome_constraints": ("outcome_constraints", "outcome constraints"),
+    "reference_point": ("reference_point", "a reference point"),
+    "fidelity": ("fidelities", "several fidelities"),
+}
+"""Planner options a campaign file sets through its own keys: key, field, what it is."""
 _ORPHANED = "the process running it ended without stopping it (crash or kill); resume to go on"
 
 
@@ -222,13 +228,24 @@ class CampaignService:
 
     @staticmethod
     def _planner(spec: CampaignSpec) -> Planner:
-        return make_planner(
-            spec.planner.kind,
-            spec.build_space(),
-            spec.objectives,
-            seed=spec.seed,
-            options=spec.planner_options(),
-        )
+        try:
+            return make_planner(
+                spec.planner.kind,
+                spec.build_space(),
+                spec.objectives,
+                seed=spec.seed,
+                options=spec.planner_options(),
+            )
+        except InvalidInput as exc:
+            key = exc.field.removeprefix("planner.options.")
+            if key in _CAMPAIGN_OPTIONS and key not in spec.planner.options:
+                field, what = _CAMPAIGN_OPTIONS[key]
+                raise CampaignSpecError(
+                    field,
+                    f"planner {spec.planner.kind!r} does not take {what}: {exc.problem}",
+                    "use planner gp, or random or sobol (which accept and ignore it)",
+                ) from None
+            raise
 
     @property
     def _who(self) -> str:

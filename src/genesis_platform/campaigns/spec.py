@@ -489,6 +489,13 @@ class CampaignSpec(_Strict):
                     "bound parameters under constraints:, measured values here",
                 )
         if self.reference_point is not None:
+            for name, value in self.reference_point.items():
+                if not math.isfinite(value):
+                    raise CampaignSpecError(
+                        f"reference_point.{name}",
+                        f"{value!r} is not a finite number",
+                        _EXAMPLES["reference_point"],
+                    )
             if len(self.objectives) < 2:
                 raise CampaignSpecError(
                     "reference_point", "needs two or more objectives", "remove it"

@@ -119,10 +119,10 @@ class GaussianProcessSurrogate:
         inputs: Training points (successful observations), in order.
         outputs: Their objective values, shape ``(n,)``.
         log: Whether the values are modelled on a log scale.
+        winsorize: Whether the bad tail is raised to Tukey's fence (one objective).
     """
 
     kind = "gp"
-    requires_metrics = True
 
     def __init__(
         self,
@@ -133,6 +133,7 @@ class GaussianProcessSurrogate:
         inputs: Sequence[Params],
         outputs: Sequence[float],
         log: bool = False,
+        winsorize: bool = True,
     ) -> None:
         self.space = space
         self.objective = objective
@@ -143,8 +144,9 @@ class GaussianProcessSurrogate:
         self._encoder = Encoder(space)
         y = np.array(self.outputs)
         sign = 1.0 if direction == "max" else -1.0
-        self._transform = OutputTransform.fit(y, sign, log=log)
+        self._transform = OutputTransform.fit(y, sign, winsorize=winsorize, log=log)
         self.log = self._transform.log
+        self.winsorize = winsorize
         with threadpool_limits(1):
             self._posterior = Posterior(
                 self._encoder.encode(self.inputs), self._transform.forward(y), hyperparameters
@@ -177,6 +179,7 @@ class GaussianProcessSurrogate:
             "inputs": [dict(p) for p in self.inputs],
             "outputs": list(self.outputs),
             "log": self.log,
+            "winsorize": self.winsorize,
         }
 
     @classmethod
@@ -199,6 +202,7 @@ class GaussianProcessSurrogate:
                 inputs=list(data["inputs"]),
                 outputs=list(data["outputs"]),
                 log=bool(data.get("log", False)),
+                winsorize=bool(data.get("winsorize", True)),
             )
         except (KeyError, TypeError, ValueError, AssertionError) as exc:
             if isinstance(exc, InvalidInput):
@@ -246,13 +250,16 @@ class _Beliefs:
     best: float | None
     front: FloatArray
 
-    def believe(self, x: FloatArray) -> _Beliefs:
+    def believe(self, x: FloatArray, at_target: Callable[[FloatArray], FloatArray]) -> _Beliefs:
         """Kriging believer: condition every model on its posterior mean at ``x`` (m, d).
 
         A believed point counts as observed: it raises the incumbent (or joins the front)
         when its believed outcomes meet the constraints, else EI would stay high next to it.
+        The incumbent is raised by the believed value at the target fidelity
+        (``at_target(x)``; the identity without fidelities).
         """
         means = [m.predict(x)[0] for m in self.objectives]
+        target_means = [m.predict(at_target(x))[0] for m in self.objectives]
         feasible = np.ones(x.shape[0], dtype=bool)
         bounds = []
         for b in self.bounds:
@@ -265,7 +272,7 @@ class _Beliefs:
         best, front = self.best, self.front
         if feasible.any():
             if len(means) == 1:
-                top = float(np.max(means[0][feasible]))
+                top = float(np.max(target_means[0][feasible]))
                 best = top if best is None else max(best, top)
             else:
                 front = _pareto(np.vstack([front, np.stack(means, axis=1)[feasible]]))
@@ -292,7 +299,9 @@ class GaussianProcessPlanner(BasePlanner):
             Thompson sampling for batches of 8 or more), ``logei``, ``noisy-logei``,
             ``ucb`` or ``thompson``. Several objectives always use expected hypervolume
             improvement.
-        ucb_beta: Exploration weight of ``ucb``: ``mean + sqrt(beta) * std``.
+        ucb_beta: Exploration weight of ``ucb``: ``mean + sqrt(beta) * std``. With outcome
+            constraints, ``ucb`` adds ``log P(feasible)`` to this bound (a penalty, not a
+            product); prefer the default LogEI there.
         output_transform: ``auto`` (logs of positive, skewed values), ``log`` or ``none``.
         outcome_constraints: Bounds on measured values, e.g. ``["purity >= 0.95"]``; each
             constrained metric gets its own GP and proposals maximize the acquisition
@@ -375,7 +384,7 @@ class GaussianProcessPlanner(BasePlanner):
                 self.encoder.dim,
                 self.noise_floor,
                 winsorize=not several,
-                log=(log if log is not None else False) if several else log,
+                log=False if several else log,
             )
             for name, direction in self.objectives.items()
         }
@@ -387,6 +396,7 @@ class GaussianProcessPlanner(BasePlanner):
         self._feasible_obs: list[bool] = []
         self._sequence: SobolSequence | None = None
         self._optimizer: AcquisitionOptimizer | None = None
+        self._reference: FloatArray | None = None
 
     def _fidelity_columns(self) -> dict[int, float]:
         """Encoded columns of the fidelity with their values at the target fidelity."""
@@ -458,6 +468,8 @@ class GaussianProcessPlanner(BasePlanner):
             ("constraints", self._constraint_models),
         ):
             stored = data.get(group) or {}
+            if not isinstance(stored, Mapping):
+                raise InvalidInput(f"state.hyperparameters.{group}", f"malformed: {stored!r}")
             for name, model in models.items():
                 model.load_warm(stored.get(name), f"state.hyperparameters.{group}.{name}")
 
@@ -494,6 +506,7 @@ class GaussianProcessPlanner(BasePlanner):
             self._good,
             model.values,
             log=fit.transform.log,
+            winsorize=model.winsorize,
         )
 
     def _fit_all(self) -> tuple[list[MetricFit], list[MetricFit]]:
@@ -557,12 +570,16 @@ class GaussianProcessPlanner(BasePlanner):
         objective_fits, constraint_fits = self._fit_all()
         beliefs = self._beliefs(objective_fits, constraint_fits)
         incumbents = self._incumbents(beliefs, rng)
+        bests = self._sampled_bests(beliefs, rng) if self._noisy(objective_fits) else None
         if pending:
-            beliefs = beliefs.believe(self.encoder.encode(pending))
+            beliefs = beliefs.believe(self.encoder.encode(pending), self._at_target)
         if self._strategy(k) == "thompson":
             return self._thompson(k, beliefs, incumbents, excluded, rng)
-        noisy = self._noisy(objective_fits) and beliefs.best is not None
-        bests = self._sampled_bests(beliefs, rng) if noisy else None
+        if bests is not None and beliefs.best is not None:
+            bests = np.maximum(bests, beliefs.best)
+        elif bests is not None:
+            bests = None  # nothing is feasible yet: the feasibility term alone decides
+        self._reference = self._reference_point(objective_fits)
         optimizer = self._acquisition_optimizer()
         points: list[dict[str, ParamValue]] = []
         for i in range(k):
@@ -572,7 +589,7 @@ class GaussianProcessPlanner(BasePlanner):
                 point = self._fill_randomly(self._uniform_draw(rng), excluded, rng)
             points.append(point)
             if i + 1 < k:
-                beliefs = beliefs.believe(self.encoder.encode([point]))
+                beliefs = beliefs.believe(self.encoder.encode([point]), self._at_target)
                 if bests is not None and beliefs.best is not None:
                     bests = np.maximum(bests, beliefs.best)
         return points
@@ -642,28 +659,40 @@ class GaussianProcessPlanner(BasePlanner):
             base = LogEI(beliefs.objectives[0], beliefs.best)
         return WithFeasibility(base, beliefs.bounds) if beliefs.bounds else base
 
-    def _ehvi(self, beliefs: _Beliefs) -> Acquisition:
-        objective_fits = [m.fit() for m in self._objective_models.values()]
+    def _reference_point(self, objective_fits: list[MetricFit]) -> FloatArray | None:
+        """The reference point in standardized units (several objectives), else None."""
+        if len(objective_fits) < 2:
+            return None
         if self.reference_point is not None:
-            ref = np.array(
+            return np.array(
                 [
                     fit.transform.forward_bound(self.reference_point[name])
                     for name, fit in zip(self._objective_models, objective_fits, strict=True)
                 ]
             )
-        else:
-            observed = np.stack([f.posterior.y for f in objective_fits], axis=1)
-            ref = default_reference_point(observed[pareto_mask(observed)])
+        observed = np.stack([f.posterior.y for f in objective_fits], axis=1)
+        out: FloatArray = default_reference_point(observed[pareto_mask(observed)])
+        return out
+
+    def _ehvi(self, beliefs: _Beliefs) -> Acquisition:
+        ref = self._reference
+        assert ref is not None
         front = beliefs.front
         front = front[np.all(front > ref, axis=1)] if front.shape[0] else front
         lower, upper = non_dominated_boxes(front, ref)
         return LogEHVI(beliefs.objectives, lower, upper)
 
-    def _sampled_bests(self, beliefs: _Beliefs, rng: np.random.Generator) -> FloatArray:
-        """Incumbent draws for the noisy LogEI: the best of joint posterior draws."""
+    def _sampled_bests(self, beliefs: _Beliefs, rng: np.random.Generator) -> FloatArray | None:
+        """Incumbent draws for the noisy LogEI; None when no observation is feasible.
+
+        Each is the best of one joint posterior draw at the feasible observed points (at the
+        target fidelity).
+        """
         model = beliefs.objectives[0]
         feasible = np.array(self._feasible_obs, dtype=bool)
-        x = model.x[: feasible.size][feasible]
+        if not feasible.any():
+            return None
+        x = self._at_target(model.x[: feasible.size][feasible])
         draws = model.sample(x, _NOISY_SAMPLES, rng)
         out: FloatArray = np.max(draws, axis=1)
         return out

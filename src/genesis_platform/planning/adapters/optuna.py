@@ -1,9 +1,9 @@
 """Optuna as a planner (``planner: optuna``, extra ``planners-optuna``): its TPE sampler.
 
 The planner drives an in-memory Optuna study through its ask-and-tell interface with a
-``TPESampler`` (multivariate TPE for one objective, TPE for several; pending trials are
-"constant liars"). Outcome constraints become Optuna trial constraints (the amount by
-which a measured value misses its bound); with several objectives, the reference point
+``TPESampler`` (Optuna's defaults; pending trials are "constant liars"). Outcome
+constraints become Optuna trial constraints (the amount by which a measured value misses
+its bound); with several objectives, the reference point
 does too: a trial that does not beat it counts as infeasible, so TPE ranks it below every
 trial that does, the way hypervolume-based methods give it no weight. Optuna has no
 parameter constraints, so a space with constraints is refused.
@@ -22,8 +22,10 @@ Bookkeeping between the two worlds:
   (counted in :attr:`~OptunaPlanner.n_fallback`).
 
 Each ``ask`` uses a new ``TPESampler`` seeded from ``(seed, n_asked)``, so a planner rebuilt
-with :meth:`~OptunaPlanner.load_state_dict` and told the same observations proposes what
-the original would have (TPE keeps no other state between trials).
+with :meth:`~OptunaPlanner.load_state_dict` and told the same observations *in the order
+they were asked* proposes what the original would have (TPE keeps no other state between
+trials). When trials finished out of order, the rebuilt study numbers them in the order
+they were told, which TPE may weigh differently: the next proposals can differ.
 """
 
 from __future__ import annotations
