@@ -23,35 +23,19 @@ from threadpoolctl import threadpool_limits
 from genesis_platform.planning.gp import GaussianProcessPlanner
 from genesis_platform.planning.protocols import Observation, Params
 from genesis_platform.planning.space import Real, Space
+from planners.problems import HARTMANN6_MIN
+from planners.problems import hartmann6 as hartmann6_of
 
 TARGET_MS = 100.0
 N_OBSERVATIONS = 50
 
-_A = np.array(
-    [
-        [10.0, 3.0, 17.0, 3.5, 1.7, 8.0],
-        [0.05, 10.0, 17.0, 0.1, 8.0, 14.0],
-        [3.0, 3.5, 1.7, 10.0, 17.0, 8.0],
-        [17.0, 8.0, 0.05, 10.0, 0.1, 14.0],
-    ]
-)
-_P = 1e-4 * np.array(
-    [
-        [1312, 1696, 5569, 124, 8283, 5886],
-        [2329, 4135, 8307, 3736, 1004, 9991],
-        [2348, 1451, 3522, 2883, 3047, 6650],
-        [4047, 8828, 8732, 5743, 1091, 381],
-    ]
-)
-_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
 SPACE = Space({f"x{i}": Real(0.0, 1.0) for i in range(6)})
-H6_MIN = -3.32237
+H6_MIN = HARTMANN6_MIN
 
 
 def hartmann6(p: Params) -> float:
     """Hartmann-6 on the unit cube; its minimum is ``H6_MIN``."""
-    x = np.array([float(p[f"x{i}"]) for i in range(6)])
-    return -float(_ALPHA @ np.exp(-(_A * (x - _P) ** 2).sum(1)))
+    return hartmann6_of(np.array([float(p[f"x{i}"]) for i in range(6)]))
 
 
 def planner_at(seed: int, n_observations: int) -> tuple[GaussianProcessPlanner, float]:

@@ -37,7 +37,7 @@ from genesis_platform.planning.constraints import OutcomeConstraint
 from genesis_platform.planning.protocols import Observation, Planner
 from genesis_platform.provenance import Edge, Node, ProvenanceGraph
 
-__all__ = ["CampaignEngine", "LoopReporter", "best_of", "satisfies"]
+__all__ = ["CampaignEngine", "LoopReporter", "best_of", "counts_for_best"]
 
 _LOST = (
     "interrupted: the process running the campaign stopped while this attempt was in flight "
@@ -395,8 +395,7 @@ class CampaignEngine:
         tally.observed += 1
         self._snapshots.add(live.number, live.params, values, obs_id)
         self._tally.cost += self._cost(live)
-        off_target = self._spec.target is not None and live.params[FIDELITY] != self._spec.target
-        if off_target or not satisfies(values, self._outcome_constraints):
+        if not counts_for_best(self._spec, live.params, values, self._outcome_constraints):
             tally.since_best += 1
             return
         value = values[self._objective]
@@ -520,19 +519,11 @@ def _better(a: float, b: float, direction: str) -> bool:
 
 
 def best_of(
-    rows: Sequence[Mapping[str, Any]],
-    objective: str,
-    direction: str,
-    constraints: Sequence[OutcomeConstraint] = (),
+    rows: Sequence[Mapping[str, Any]], objective: str, direction: str
 ) -> Mapping[str, Any] | None:
-    """The row whose ``values`` hold the best finite ``objective``, or None.
-
-    Rows whose values break an outcome constraint (or lack its metric) are not candidates.
-    """
+    """The row whose ``values`` hold the best finite ``objective``, or None."""
     best: Mapping[str, Any] | None = None
     for row in rows:
-        if not satisfies(row["values"], constraints):
-            continue
         value = row["values"].get(objective)
         if not isinstance(value, int | float) or not math.isfinite(value):
             continue
@@ -541,8 +532,19 @@ def best_of(
     return best
 
 
-def satisfies(values: Mapping[str, Any], constraints: Sequence[OutcomeConstraint]) -> bool:
-    """Whether measured ``values`` meet every outcome constraint."""
+def counts_for_best(
+    spec: CampaignSpec,
+    params: Mapping[str, Any],
+    values: Mapping[str, Any],
+    constraints: Sequence[OutcomeConstraint],
+) -> bool:
+    """Whether an observation may be the campaign's best.
+
+    It must be at the target fidelity (with fidelities) and meet every outcome constraint
+    (``constraints``, the spec's parsed once by the caller).
+    """
+    if spec.target is not None and params.get(FIDELITY) != spec.target:
+        return False
     for c in constraints:
         value = values.get(c.metric)
         if not isinstance(value, int | float) or not math.isfinite(value):

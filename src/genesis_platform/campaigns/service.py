@@ -14,12 +14,12 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from genesis_platform.campaigns.engine import CampaignEngine, best_of, satisfies
+from genesis_platform.campaigns.engine import CampaignEngine, best_of, counts_for_best
 from genesis_platform.campaigns.lock import CampaignLock
 from genesis_platform.campaigns.progress import ProgressBar
 from genesis_platform.campaigns.runners import check_runner, make_runner
 from genesis_platform.campaigns.snapshots import dataset_name, model_name
-from genesis_platform.campaigns.spec import FIDELITY, CampaignSpec, load_spec, space_to_dict
+from genesis_platform.campaigns.spec import CampaignSpec, load_spec, space_to_dict
 from genesis_platform.campaigns.warmstart import WarmStart, load_warm_start, pin_warm_start
 from genesis_platform.catalog.tables import Campaign as CampaignRow
 from genesis_platform.catalog.tables import ObservationRow, Trial
@@ -267,9 +267,7 @@ class CampaignService:
         rows = [
             {"trial": t.number, "params": t.params, "values": t.values}
             for t in trials
-            if t.values
-            and satisfies(t.values, constraints)
-            and (spec.target is None or t.params.get(FIDELITY) == spec.target)
+            if t.values and counts_for_best(spec, t.params, t.values, constraints)
         ]
         best = best_of(rows, objective, direction)
         pareto, volume = pareto_front(rows, spec) if len(spec.objectives) > 1 else ((), None)

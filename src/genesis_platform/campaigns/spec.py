@@ -235,16 +235,7 @@ class Budget(_Strict):
     wall: str | float | None = None
     retries: int = Field(1, ge=0, le=100, strict=True)
     core_hours: float | None = Field(None, gt=0, strict=True, allow_inf_nan=False)
-    cost: float | None = Field(None, gt=0, allow_inf_nan=False)
-
-    @field_validator("cost", mode="before")
-    @classmethod
-    def _number(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise CampaignSpecError(
-                "budget.cost", f"{value!r} is not a number", _EXAMPLES["budget.cost"]
-            )
-        return value
+    cost: float | None = Field(None, gt=0, strict=True, allow_inf_nan=False)
 
     @field_validator("wall", mode="before")
     @classmethod
@@ -264,15 +255,8 @@ class FidelitySpec(_Strict):
 
     _section: ClassVar[str] = "fidelities"
 
-    cost: float = Field(gt=0, allow_inf_nan=False)
+    cost: float = Field(gt=0, strict=True, allow_inf_nan=False)
     runner: RunnerSpec
-
-    @field_validator("cost", mode="before")
-    @classmethod
-    def _number(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise CampaignSpecError("cost", f"{value!r} is not a number", "e.g. cost: 1")
-        return value
 
 
 class StopSpec(_Strict):

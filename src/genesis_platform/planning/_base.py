@@ -222,6 +222,14 @@ class BasePlanner:
         excluded.add(point_key(self.space, point))
         return point
 
+    def _uniform_draw(self, rng: np.random.Generator) -> Callable[[], dict[str, ParamValue]]:
+        """A function drawing one uniform random point (``_fill_randomly`` makes it feasible)."""
+
+        def draw() -> dict[str, ParamValue]:
+            return uniform_points(self.encoder, rng.random((1, self.encoder.n_params)))[0]
+
+        return draw
+
     def _feasible(self, point: dict[str, ParamValue]) -> dict[str, ParamValue] | None:
         """``point`` moved onto the linear constraints, or None if it breaks a constraint."""
         if not self.region.constrained:

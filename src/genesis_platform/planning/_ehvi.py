@@ -27,7 +27,6 @@ boxes that have it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -35,12 +34,11 @@ from numpy.typing import NDArray
 from scipy.special import log_ndtr, logsumexp, ndtr
 
 from genesis_platform.errors import InvalidInput
-from genesis_platform.planning._acquisition import _log1mexp, log_h
+from genesis_platform.planning._acquisition import _C1, _log1mexp, log_h
 from genesis_platform.planning.encoding import FloatArray
 
 __all__ = ["ehvi", "log_ehvi", "log_ehvi_with_grad"]
 
-_C1 = 0.5 * math.log(2.0 * math.pi)
 _NARROW = 1e-3
 """Intervals with ``w * (1 + |mid|) < _NARROW`` (standardized width ``w``, midpoint
 ``mid``) use a midpoint expansion: there a difference of two close ``log h`` values would

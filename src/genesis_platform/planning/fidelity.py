@@ -36,7 +36,8 @@ class Fidelity:
 
     Attributes:
         parameter: Name of the choice parameter holding the fidelity.
-        costs: Cost of one trial at each level (positive).
+        costs: Cost of one trial at each level (positive), in the order of the parameter's
+            values.
         target: The level whose objective is optimized (by default the costliest).
     """
 

@@ -402,10 +402,8 @@ class GaussianProcessPlanner(BasePlanner):
         """Encoded columns of the fidelity with their values at the target fidelity."""
         if self.fidelity is None:
             return {}
-        names = list(self.space)
-        block = self.encoder.columns[names.index(self.fidelity.parameter)]
-        labels = [str(v) for v in self.space[self.fidelity.parameter].values]  # type: ignore[union-attr]
-        target = block.start + labels.index(self.fidelity.target)
+        block = self.encoder.columns[list(self.space).index(self.fidelity.parameter)]
+        target = block.start + list(self.fidelity.costs).index(self.fidelity.target)
         return {col: float(col == target) for col in range(block.start, block.stop)}
 
     def _at_target(self, x: FloatArray) -> FloatArray:
@@ -740,11 +738,9 @@ class GaussianProcessPlanner(BasePlanner):
         """``row`` at each fidelity, best first by the augmented-EI factors (see fidelity)."""
         if self.fidelity is None:
             return [row]
-        names = list(self.space)
-        block = self.encoder.columns[names.index(self.fidelity.parameter)]
-        labels = [str(v) for v in self.space[self.fidelity.parameter].values]  # type: ignore[union-attr]
+        labels = list(self.fidelity.costs)  # in the order of the fidelity's columns
         rows = np.repeat(row[None, :], len(labels), axis=0)
-        rows[:, block] = np.eye(len(labels))
+        rows[:, list(self._target_columns)] = np.eye(len(labels))
         target = self._at_target(row[None, :])
         model = beliefs.objectives[0]
         _, var = model.predict(rows)
@@ -758,12 +754,6 @@ class GaussianProcessPlanner(BasePlanner):
         score = corr * informative * cheap
         order = np.argsort(-score, kind="stable")
         return [rows[i] for i in order]
-
-    def _uniform_draw(self, rng: np.random.Generator) -> Callable[[], dict[str, ParamValue]]:
-        def draw() -> dict[str, ParamValue]:
-            return uniform_points(self.encoder, rng.random((1, self.encoder.n_params)))[0]
-
-        return draw
 
 
 def _pareto(y: FloatArray) -> FloatArray:

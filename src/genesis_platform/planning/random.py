@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 import numpy as np
 
-from genesis_platform.planning._base import (
-    BasePlanner,
-    uniform_points,
-)
+from genesis_platform.planning._base import BasePlanner
 from genesis_platform.planning.protocols import ParamValue
-from genesis_platform.planning.space import Space
 
 __all__ = ["RandomPlanner"]
 
@@ -34,31 +27,9 @@ class RandomPlanner(BasePlanner):
 
     kind = "random"
 
-    def __init__(
-        self,
-        space: Space,
-        objectives: Mapping[str, str],
-        *,
-        seed: int = 0,
-        outcome_constraints: Sequence[str] = (),
-        reference_point: Mapping[str, float] | None = None,
-        fidelity: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            space,
-            objectives,
-            seed=seed,
-            outcome_constraints=outcome_constraints,
-            reference_point=reference_point,
-            fidelity=fidelity,
-        )
-
     def _propose(
         self, n: int, pending: list[dict[str, ParamValue]], rng: np.random.Generator
     ) -> list[dict[str, ParamValue]]:
         excluded = self._excluded(pending)
-
-        def draw() -> dict[str, ParamValue]:
-            return uniform_points(self.encoder, rng.random((1, self.encoder.n_params)))[0]
-
+        draw = self._uniform_draw(rng)
         return [self._fill_randomly(draw, excluded, rng) for _ in range(n)]

@@ -9,7 +9,7 @@ skipped, so the sequence position is kept in the state next to ``n_asked``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,6 @@ from genesis_platform.planning._base import (
 )
 from genesis_platform.planning.encoding import FloatArray
 from genesis_platform.planning.protocols import ParamValue
-from genesis_platform.planning.space import Space
 
 __all__ = ["SobolPlanner", "SobolSequence"]
 
@@ -72,27 +71,9 @@ class SobolPlanner(BasePlanner):
     """
 
     kind = "sobol"
-
-    def __init__(
-        self,
-        space: Space,
-        objectives: Mapping[str, str],
-        *,
-        seed: int = 0,
-        outcome_constraints: Sequence[str] = (),
-        reference_point: Mapping[str, float] | None = None,
-        fidelity: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            space,
-            objectives,
-            seed=seed,
-            outcome_constraints=outcome_constraints,
-            reference_point=reference_point,
-            fidelity=fidelity,
-        )
-        self.n_sobol = 0
-        self._sequence: SobolSequence | None = None
+    n_sobol = 0
+    """Position in the sequence of the next point (part of the state)."""
+    _sequence: SobolSequence | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """``{"kind", "seed", "n_asked", "n_sobol"}``; ``n_sobol`` is the sequence position."""

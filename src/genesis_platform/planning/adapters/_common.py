@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from collections.abc import Mapping, Sequence
 from types import ModuleType
-
-import numpy as np
 
 from genesis_platform.errors import InvalidInput
 from genesis_platform.planning._base import (
     BasePlanner,
-    uniform_points,
 )
-from genesis_platform.planning.protocols import ParamValue
-from genesis_platform.planning.space import Space
 
 __all__ = ["AdapterPlanner", "import_extra"]
 
@@ -61,26 +55,5 @@ class AdapterPlanner(BasePlanner):
     """
 
     requires_metrics = True
-
-    def __init__(
-        self,
-        space: Space,
-        objectives: Mapping[str, str],
-        *,
-        seed: int = 0,
-        outcome_constraints: Sequence[str] = (),
-        reference_point: Mapping[str, float] | None = None,
-    ) -> None:
-        super().__init__(
-            space,
-            objectives,
-            seed=seed,
-            outcome_constraints=outcome_constraints,
-            reference_point=reference_point,
-        )
-        self.n_fallback = 0
-        """Points the adapter drew itself because the library had no new one (not persisted)."""
-
-    def _draw_uniform(self, rng: np.random.Generator) -> dict[str, ParamValue]:
-        """A uniform random point (``_fill_randomly`` moves it onto the constraints)."""
-        return uniform_points(self.encoder, rng.random((1, self.encoder.n_params)))[0]
+    n_fallback = 0
+    """Points the adapter drew itself because the library had no new one (not persisted)."""

@@ -266,7 +266,7 @@ class AxPlanner(AdapterPlanner):
             if not accepted:
                 break
         while len(points) < n:
-            point = self._fill_randomly(lambda: self._draw_uniform(rng), excluded, rng)
+            point = self._fill_randomly(self._uniform_draw(rng), excluded, rng)
             self._attach_running(client, point)
             points.append(point)
             self.n_fallback += 1

@@ -150,7 +150,7 @@ class OptunaPlanner(AdapterPlanner):
         for _ in range(n):
             point, trial = self._draw_new(study, excluded)
             if trial is None:
-                point = self._fill_randomly(lambda: self._draw_uniform(rng), excluded, rng)
+                point = self._fill_randomly(self._uniform_draw(rng), excluded, rng)
                 trial = self._start(study, point)
                 self.n_fallback += 1
             else:
