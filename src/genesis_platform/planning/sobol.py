@@ -48,7 +48,8 @@ class SobolSequence:
         """Points ``start`` to ``start + count - 1`` of the sequence. Shape ``(count, d)``."""
         if self._engine.num_generated != start:
             self._engine.reset()
-            self._engine.fast_forward(start)
+            if start:  # SciPy's fast_forward(0) overflows after a reset
+                self._engine.fast_forward(start)
         with warnings.catch_warnings():
             # Sobol' warns when a draw is not a power of two; single points are intended here.
             warnings.simplefilter("ignore", UserWarning)
