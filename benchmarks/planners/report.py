@@ -40,13 +40,16 @@ MEMORY_LIMIT_MB = 500.0
 Record = dict[str, Any]
 
 
-def load(path: Path) -> list[Record]:
-    """The records of a results file: the last one per job, of each problem's last definition.
+def load(paths: Sequence[Path]) -> list[Record]:
+    """The records of results files, in order: the last one per job, of each problem's last
+    definition.
 
     Records of an earlier definition of a problem (another ``fingerprint``) are dropped,
     with a note on stderr.
     """
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [
+        json.loads(line) for path in paths for line in path.read_text().splitlines() if line.strip()
+    ]
     current = {r["problem"]: r.get("fingerprint") for r in records}
     stale = Counter(r["problem"] for r in records if r.get("fingerprint") != current[r["problem"]])
     for problem, count in sorted(stale.items()):
@@ -467,20 +470,24 @@ def _memory(path: Path) -> list[tuple[bool | str | None, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, nargs="?", default=HERE / "results.jsonl")
+    parser.add_argument(
+        "results", type=Path, nargs="*", default=[HERE / "results.jsonl"], help="JSON lines files"
+    )
     parser.add_argument("--budgets", default="30,60", help="comma-separated budgets to report")
     parser.add_argument("--memory", type=Path, default=HERE / "memory.json")
     parser.add_argument("--markdown", action="store_true", help="Markdown tables")
     args = parser.parse_args()
-    if not args.results.exists():
-        sys.exit(f"no results at {args.results}: run benchmarks/planners/run.py first")
+    missing = [str(path) for path in args.results if not path.exists()]
+    if missing:
+        sys.exit(f"no results at {', '.join(missing)}: run benchmarks/planners/run.py first")
     res = Results(load(args.results))
     budgets = res.budgets([int(b) for b in args.budgets.split(",") if b])
     if not budgets:
         budgets = res.budgets(None)
     env = res.records[0].get("env", {}) if res.records else {}
     print(
-        f"{len(res.records)} jobs from {args.results.name}: {len(res.problems)} problems, "
+        f"{len(res.records)} jobs from {', '.join(p.name for p in args.results)}: "
+        f"{len(res.problems)} problems, "
         f"planners {', '.join(res.planners)}, batch sizes {res.batches}, "
         f"{len(res.seeds)} seeds; " + ", ".join(f"{k} {v}" for k, v in env.items())
     )
