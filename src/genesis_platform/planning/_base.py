@@ -29,6 +29,7 @@ from genesis_platform.planning.space import Space
 
 __all__ = [
     "BasePlanner",
+    "check_count",
     "check_objectives",
     "check_seed",
     "finite_or_none",
@@ -61,11 +62,21 @@ def check_objectives(objectives: Mapping[str, str]) -> dict[str, Direction]:
     return out
 
 
+def check_count(name: str, value: object, minimum: int = 0, hint: str = "") -> int:
+    """Validate a whole number of at least ``minimum`` (a bool is not one); returns it.
+
+    Raises:
+        InvalidInput: on ``name``, with ``hint`` as the fix.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        wanted = "a non-negative integer" if minimum == 0 else f"an integer >= {minimum}"
+        raise InvalidInput(name, f"must be {wanted}, got {value!r}", hint)
+    return value
+
+
 def check_seed(seed: object) -> int:
     """Validate a seed: a non-negative whole number."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise InvalidInput("seed", f"must be a non-negative integer, got {seed!r}", "e.g. seed: 0")
-    return seed
+    return check_count("seed", seed, 0, "e.g. seed: 0")
 
 
 class BasePlanner:

@@ -85,6 +85,7 @@ from genesis_platform.planning._acquisition import (
 )
 from genesis_platform.planning._base import (
     BasePlanner,
+    check_count,
     uniform_points,
 )
 from genesis_platform.planning._gp_model import Hyperparameters, OutputTransform, Posterior
@@ -358,10 +359,11 @@ class GaussianProcessPlanner(BasePlanner):
                 "combine objectives, or use planner random or sobol",
             )
         default_initial = min(max(4, 2 * len(space)), 20)
-        self.n_initial = _count("n_initial", default_initial if n_initial is None else n_initial, 0)
-        self.n_candidates = _count("n_candidates", n_candidates, 16)
-        self.n_starts = _count("n_starts", n_starts, 1)
-        self.max_enumerated = _count("max_enumerated", max_enumerated, 0)
+        initial = default_initial if n_initial is None else n_initial
+        self.n_initial = check_count("n_initial", initial, 0)
+        self.n_candidates = check_count("n_candidates", n_candidates, 16)
+        self.n_starts = check_count("n_starts", n_starts, 1)
+        self.max_enumerated = check_count("max_enumerated", max_enumerated, 0)
         if not isinstance(noise_floor, float | int) or not 0.0 < float(noise_floor) < 1.0:
             raise InvalidInput("noise_floor", f"must be in (0, 1), got {noise_floor!r}", "1e-6")
         self.noise_floor = float(noise_floor)
@@ -763,12 +765,6 @@ def _pareto(y: FloatArray) -> FloatArray:
 
 def _warm_json(models: Mapping[str, MetricModel]) -> dict[str, Any]:
     return {name: None if m.warm is None else m.warm.to_json() for name, m in models.items()}
-
-
-def _count(name: str, value: object, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise InvalidInput(name, f"must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> str:

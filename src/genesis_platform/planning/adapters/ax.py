@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from genesis_platform.errors import InvalidInput, PlannerError
+from genesis_platform.planning._base import check_count
 from genesis_platform.planning.adapters._common import AdapterPlanner, import_extra
 from genesis_platform.planning.encoding import PointKey, point_key
 from genesis_platform.planning.protocols import Observation, Params, ParamValue
@@ -191,14 +192,11 @@ class AxPlanner(AdapterPlanner):
             outcome_constraints=outcome_constraints,
             reference_point=reference_point,
         )
-        if initialization_budget is not None and (
-            not isinstance(initialization_budget, int)
-            or isinstance(initialization_budget, bool)
-            or initialization_budget < 0
-        ):
-            raise InvalidInput(
+        if initialization_budget is not None:
+            check_count(
                 "initialization_budget",
-                f"must be a non-negative integer or null, got {initialization_budget!r}",
+                initialization_budget,
+                0,
                 "e.g. 8, or leave it out for Ax's default",
             )
         self.initialization_budget = initialization_budget

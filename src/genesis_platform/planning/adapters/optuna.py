@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genesis_platform.errors import InvalidInput
+from genesis_platform.planning._base import check_count
 from genesis_platform.planning.adapters._common import AdapterPlanner, import_extra
 from genesis_platform.planning.encoding import PointKey, point_key
 from genesis_platform.planning.protocols import Observation, Params, ParamValue
@@ -99,17 +100,7 @@ class OptunaPlanner(AdapterPlanner):
                 "have no way to express them",
                 "use the gp, random or sobol planner, or ax for linear inequalities",
             )
-        if (
-            not isinstance(n_startup_trials, int)
-            or isinstance(n_startup_trials, bool)
-            or n_startup_trials < 0
-        ):
-            raise InvalidInput(
-                "n_startup_trials",
-                f"must be a non-negative integer, got {n_startup_trials!r}",
-                "e.g. 10",
-            )
-        self.n_startup_trials = n_startup_trials
+        self.n_startup_trials = check_count("n_startup_trials", n_startup_trials, 0, "e.g. 10")
         self._optuna = import_extra("optuna", "optuna", "Optuna", "planners-optuna")
         self._optuna.logging.set_verbosity(self._optuna.logging.WARNING)
         self._distributions = {name: self._distribution(spec) for name, spec in space.items()}
