@@ -14,7 +14,8 @@ family, and a family may be refined where callers need to tell cases apart::
     │   └── CorruptBlob                  a blob's bytes do not match its sha256
     ├── PlannerError                     a planner cannot propose (e.g. singular model)
     ├── ExecutorError                    a compute backend failed
-    │   └── TaskFailed                   the task itself raised or exited non-zero
+    │   ├── TaskFailed                   the task itself raised or exited non-zero
+    │   └── TransientFailure             the backend lost the task; a retry may succeed
     ├── StationError                     a lab station failed or refused an operation
     │   └── OperationFailed              the operation ran and failed
     └── CampaignError                    the closed loop cannot go on
@@ -43,6 +44,7 @@ __all__ = [
     "StationError",
     "StorageError",
     "TaskFailed",
+    "TransientFailure",
 ]
 
 
@@ -155,6 +157,12 @@ class TaskFailed(ExecutorError):
     def __init__(self, message: str, traceback: str = "", **details: Any) -> None:
         super().__init__(message, traceback=traceback, **details)
         self.traceback = traceback
+
+
+class TransientFailure(ExecutorError):
+    """The backend lost a task in a way a retry may fix: node failure, preemption, a worker
+    process killed from outside. Sites retry these (never :class:`TaskFailed`) per their
+    retry policy."""
 
 
 class StationError(GenesisError):

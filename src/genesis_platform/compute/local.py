@@ -15,6 +15,13 @@ Walltime (``resources.walltime_s``) is enforced as follows:
   stays busy until the function returns (and :meth:`LocalExecutor.shutdown` with ``wait``
   waits for it).
 
+Cancel (:meth:`LocalExecutor.cancel` or the future's ``cancel()``) works queued or
+running: a queued task never starts; a running command's process group is killed (SIGKILL);
+a running callable is interrupted in its worker by SIGUSR1 (like the walltime, this stops
+Python code, not code stuck inside a C extension). External ids are
+``local:<platform pid>:<uuid>``: a local task cannot outlive the process that started it, so
+:meth:`LocalExecutor.attach` knows only this executor's own tasks.
+
 Both kinds of task see the environment of the submitting process at :meth:`submit` time,
 updated with ``task.env``; ``resources`` other than ``walltime_s`` are not enforced. Logs
 are a command's stdout and stderr, interleaved, or what a callable printed through
@@ -35,8 +42,10 @@ import json
 import multiprocessing
 import os
 import shlex
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import traceback
@@ -45,11 +54,12 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any
 
-from genesis_platform.compute.protocols import TaskResult, TaskSpec
-from genesis_platform.errors import ExecutorError, InvalidInput, TaskFailed
+from genesis_platform.compute.protocols import TaskFuture, TaskResult, TaskSpec
+from genesis_platform.errors import ExecutorError, InvalidInput, TaskFailed, TransientFailure
 
 __all__ = ["LocalExecutor", "resolve_function"]
 
@@ -118,6 +128,8 @@ class LocalExecutor:
         self._threads = ThreadPoolExecutor(workers, thread_name_prefix="genesis-local")
         self._lock = threading.Lock()
         self._in_flight = 0
+        self._live: dict[str, _Live] = {}
+        self._cancel_dir = Path(tempfile.mkdtemp(prefix="genesis-local-cancel-"))
         self._closed = False  # no new tasks
         self._pool_closed = False  # no new process pool either (set after the threads stop)
 
@@ -126,7 +138,7 @@ class LocalExecutor:
         """How many tasks run at once."""
         return self._max_workers
 
-    def submit(self, task: TaskSpec) -> Future[TaskResult]:
+    def submit(self, task: TaskSpec) -> TaskFuture:
         """Start ``task`` (or queue it until a slot frees) and return its future at once.
 
         Raises:
@@ -137,17 +149,31 @@ class LocalExecutor:
         """
         _check_task(task)
         env = {**os.environ, **task.env}
+        live = _Live(TaskFuture(f"local:{os.getpid()}:{uuid.uuid4().hex}", self._stop))
         with self._lock:
             if self._closed:
                 raise ExecutorError("the local executor is shut down; create a new one")
             self._in_flight += 1
+            self._live[live.future.external_id] = live
         try:
-            future = self._threads.submit(self._run, task, env)
+            queued = self._threads.submit(self._run, live, task, env)
         except RuntimeError as exc:  # shut down by another thread meanwhile
-            self._release()
+            self._forget(live)
             raise ExecutorError("the local executor is shut down; create a new one") from exc
-        future.add_done_callback(self._release_cancelled)
-        return future
+        queued.add_done_callback(lambda q: self._never_started(q, live))
+        return live.future
+
+    def cancel(self, external_id: str) -> bool:
+        """Stop task ``external_id``, queued or running. False if unknown or finished."""
+        with self._lock:
+            live = self._live.get(external_id)
+        return live is not None and live.future.cancel()
+
+    def attach(self, external_id: str) -> TaskFuture | None:
+        """The future of this executor's task ``external_id``; None for any other task."""
+        with self._lock:
+            live = self._live.get(external_id)
+        return None if live is None else live.future
 
     def capacity(self) -> int:
         """Free slots: ``max_workers`` minus tasks queued or running."""
@@ -169,6 +195,8 @@ class LocalExecutor:
             processes = self._processes
         if processes is not None:
             processes.shutdown(wait=wait, cancel_futures=not wait)
+        if wait:
+            shutil.rmtree(self._cancel_dir, ignore_errors=True)
 
     def terminate(self) -> None:
         """Stop at once: cancel queued tasks and kill the worker processes running tasks.
@@ -178,6 +206,10 @@ class LocalExecutor:
         with self._lock:
             self._closed = self._pool_closed = True
             processes = self._processes
+            live = list(self._live.values())
+        for each in live:
+            each.future.settle(error=ExecutorError("the local executor was terminated"))
+            self._stop(each.future.external_id)
         self._threads.shutdown(wait=False, cancel_futures=True)
         if processes is not None:
             # ProcessPoolExecutor gains terminate_workers() in Python 3.14; until then its
@@ -200,35 +232,65 @@ class LocalExecutor:
     def __repr__(self) -> str:
         return f"LocalExecutor(max_workers={self._max_workers})"
 
-    def _release(self) -> None:
+    def _forget(self, live: _Live) -> None:
+        """Free the slot of a task that has finished (or will never start)."""
         with self._lock:
-            self._in_flight -= 1
+            if self._live.pop(live.future.external_id, None) is not None:
+                self._in_flight -= 1
 
-    def _release_cancelled(self, future: Future[TaskResult]) -> None:
-        """Free the slot of a task cancelled before it started (``_run`` never ran)."""
-        if future.cancelled():
-            self._release()
+    def _never_started(self, queued: Future[None], live: _Live) -> None:
+        """A task the thread pool dropped at shutdown: free its slot, fail its future."""
+        if queued.cancelled():
+            self._forget(live)
+            live.future.settle(error=ExecutorError("the executor shut down before it started"))
 
-    def _run(self, task: TaskSpec, env: dict[str, str]) -> TaskResult:
-        """Thread body: run one task to completion (raises TaskFailed or ExecutorError)."""
+    def _stop(self, external_id: str) -> None:
+        """Stop the work of task ``external_id`` wherever it is (its future is done)."""
+        with self._lock:
+            live = self._live.get(external_id)
+            processes = self._processes
+        if live is None:
+            return
+        if live.watchdog is not None:
+            live.watchdog.kill()
+        if live.pending is not None and not live.pending.cancel() and processes is not None:
+            (self._cancel_dir / _marker(external_id)).touch()
+            for process in list(getattr(processes, "_processes", {}).values()):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGUSR1)
+
+    def _run(self, live: _Live, task: TaskSpec, env: dict[str, str]) -> None:
+        """Thread body: run one task to completion and settle its future."""
         try:
+            if live.future.done():  # cancelled while queued
+                return
             if task.function is not None:
-                return self._run_callable(task.function, task, env)
-            assert task.command is not None  # checked by _check_task
-            return _run_command(tuple(task.command), task, env)
-        finally:
+                result = self._run_callable(task.function, task, env, live)
+            else:
+                assert task.command is not None  # checked by _check_task
+                result = _run_command(tuple(task.command), task, env, live)
+        except BaseException as exc:
             # Before the future resolves, so capacity() is exact once result() returns.
-            self._release()
+            self._forget(live)
+            live.future.settle(error=exc)
+        else:
+            self._forget(live)
+            live.future.settle(result)
+        finally:
+            (self._cancel_dir / _marker(live.future.external_id)).unlink(missing_ok=True)
 
-    def _run_callable(self, function: str, task: TaskSpec, env: dict[str, str]) -> TaskResult:
+    def _run_callable(
+        self, function: str, task: TaskSpec, env: dict[str, str], live: _Live
+    ) -> TaskResult:
         walltime = task.resources.walltime_s
-        call = _Call(function, dict(task.kwargs), env, task.cwd, walltime)
+        key = _marker(live.future.external_id)
+        call = _Call(function, dict(task.kwargs), env, task.cwd, walltime, key)
         pool = self._process_pool()
         try:
-            pending = pool.submit(_call_in_worker, call)
+            live.pending = pending = pool.submit(_call_in_worker, call)
         except BrokenProcessPool as exc:
             self._replace_broken_pool(pool)
-            raise ExecutorError(f"the local executor's pool was broken, resubmit: {exc}") from exc
+            raise TransientFailure(f"the local executor's pool was broken: {exc}") from exc
         except RuntimeError as exc:
             raise ExecutorError(f"the local executor cannot start the task: {exc}") from exc
         timeout = None if walltime is None else walltime + _WALLTIME_GRACE_S
@@ -241,14 +303,14 @@ class LocalExecutor:
                 "be interrupted (its worker stays busy until it returns)"
             ) from None
         except CancelledError:
-            raise ExecutorError("the local executor shut down before the task started") from None
+            raise ExecutorError("the task was cancelled before it started") from None
         except BrokenProcessPool as exc:
             self._replace_broken_pool(pool)
-            raise ExecutorError(
+            raise TransientFailure(
                 "a worker process died abruptly (crash, kill or out of memory) while running "
-                f"{function}; the pool was restarted, resubmit the task"
+                f"{function}; the pool was restarted"
             ) from exc
-        return outcome.result()
+        return outcome.result(live.future.external_id)
 
     def _process_pool(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -258,8 +320,8 @@ class LocalExecutor:
                 self._processes = ProcessPoolExecutor(
                     self._max_workers,
                     mp_context=self._context,
-                    initializer=_exit_with_parent,
-                    initargs=(os.getpid(),),
+                    initializer=_init_worker,
+                    initargs=(os.getpid(), str(self._cancel_dir)),
                 )
             return self._processes
 
@@ -271,14 +333,49 @@ class LocalExecutor:
             self._processes = ProcessPoolExecutor(
                 self._max_workers,
                 mp_context=self._context,
-                initializer=_exit_with_parent,
-                initargs=(os.getpid(),),
+                initializer=_init_worker,
+                initargs=(os.getpid(), str(self._cancel_dir)),
             )
         broken.shutdown(wait=False)
 
 
+@dataclass
+class _Live:
+    """A task of this executor that has not finished: its future and its handles."""
+
+    future: TaskFuture
+    pending: Future[_Outcome] | None = None  # the process pool's future of a callable
+    watchdog: _Watchdog | None = None  # a running command's killer
+
+
+def _marker(external_id: str) -> str:
+    """The name of the file that marks task ``external_id`` as cancelled (its uuid)."""
+    return external_id.rsplit(":", 1)[-1]
+
+
+_CANCEL_DIR = ""
+"""In a worker process: the folder of cancel markers of the executor that owns it."""
+_CURRENT_KEY = ""
+"""In a worker process: the marker name of the task running now ("" when idle)."""
+
+
+def _init_worker(parent_pid: int, cancel_dir: str) -> None:
+    """Worker initializer: exit with the platform; let SIGUSR1 cancel the running task."""
+    global _CANCEL_DIR
+    _CANCEL_DIR = cancel_dir
+    signal.signal(signal.SIGUSR1, _cancel_if_marked)
+    _exit_with_parent(parent_pid)
+
+
+def _cancel_if_marked(signum: int, frame: FrameType | None) -> None:
+    """SIGUSR1 handler: interrupt the running task if its cancel marker exists."""
+    key = _CURRENT_KEY
+    if key and os.path.exists(os.path.join(_CANCEL_DIR, key)):
+        raise _Cancelled
+
+
 def _exit_with_parent(parent_pid: int) -> None:
-    """Worker initializer: exit when the process that made the pool is gone.
+    """Exit this worker when the process that made the pool is gone.
 
     Workers are children of the forkserver, not of the platform, so nothing else stops them
     from running on (and running experiments) after the platform is killed.
@@ -333,6 +430,7 @@ class _Call:
     env: dict[str, str]
     cwd: str | None
     walltime_s: float | None
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -347,20 +445,25 @@ class _Outcome:
     core_seconds: float
     pid: int
 
-    def result(self) -> TaskResult:
+    def result(self, external_id: str) -> TaskResult:
         """The task's result, or raise :class:`TaskFailed` with the remote traceback."""
         usage = {"wall_seconds": self.wall_seconds, "core_seconds": self.core_seconds}
         if self.error is not None:
             raise TaskFailed(self.error, traceback=self.traceback, logs=self.logs, usage=usage)
-        return TaskResult(self.output, self.logs, usage, f"local:{self.pid}:{uuid.uuid4().hex}")
+        return TaskResult(self.output, self.logs, usage, external_id)
 
 
 class _WalltimeExceeded(BaseException):
     """Raised in the worker by SIGALRM; a BaseException so ``except Exception`` lets it by."""
 
 
+class _Cancelled(BaseException):
+    """Raised in the worker by SIGUSR1 when its task was cancelled."""
+
+
 def _call_in_worker(call: _Call) -> _Outcome:
     """Run one callable in this (worker) process and report what happened."""
+    global _CURRENT_KEY
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     logs = io.StringIO()
     output: Any = None
@@ -372,9 +475,16 @@ def _call_in_worker(call: _Call) -> _Outcome:
                 function = resolve_function(call.function)
                 # Usage counts the call, not the first import of its module.
                 start_wall, start_cpu = time.perf_counter(), time.process_time()
-                with _alarm(call.walltime_s):
-                    output = function(**call.kwargs)
+                try:
+                    _CURRENT_KEY = call.key
+                    with _alarm(call.walltime_s):
+                        output = function(**call.kwargs)
+                finally:
+                    _CURRENT_KEY = ""
                 output = _jsonable(output)
+        except _Cancelled:
+            error = f"cancelled: {call.function} was stopped"
+            trace = traceback.format_exc()
         except _WalltimeExceeded:
             error = f"walltime exceeded: {call.function} ran longer than {call.walltime_s} s"
             trace = traceback.format_exc()
@@ -455,7 +565,9 @@ def _to_builtin(value: Any) -> Any:
 # -- commands ---------------------------------------------------------------------------------
 
 
-def _run_command(argv: tuple[str, ...], task: TaskSpec, env: dict[str, str]) -> TaskResult:
+def _run_command(
+    argv: tuple[str, ...], task: TaskSpec, env: dict[str, str], live: _Live | None = None
+) -> TaskResult:
     """Run ``argv`` to completion in its own session; raise TaskFailed unless it exits 0."""
     start = time.perf_counter()
     try:
@@ -472,6 +584,8 @@ def _run_command(argv: tuple[str, ...], task: TaskSpec, env: dict[str, str]) -> 
         raise TaskFailed(f"cannot start {shlex.join(argv)}: {exc}") from exc
     with process:
         watchdog = _Watchdog(process.pid, task.resources.walltime_s)
+        if live is not None:
+            live.watchdog = watchdog
         assert process.stdout is not None  # stdout=PIPE
         try:
             logs = _read_tail(process.stdout, _LOG_LIMIT_CHARS)
@@ -486,7 +600,10 @@ def _run_command(argv: tuple[str, ...], task: TaskSpec, env: dict[str, str]) -> 
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         message = f"{shlex.join(argv)} {how}"
         raise TaskFailed(message, traceback=logs[-_FAILURE_TAIL_CHARS:], logs=logs, usage=usage)
-    return TaskResult(code, logs, usage, f"local:{process.pid}:{uuid.uuid4().hex}")
+    external_id = f"local:{process.pid}:{uuid.uuid4().hex}" if live is None else (
+        live.future.external_id
+    )
+    return TaskResult(code, logs, usage, external_id)
 
 
 class _Watchdog:
@@ -500,15 +617,21 @@ class _Watchdog:
         self._reaped = False
         self._timer: threading.Timer | None = None
         if limit is not None:
-            self._timer = threading.Timer(limit, self._kill)
+            self._timer = threading.Timer(limit, self._expire)
             self._timer.daemon = True
             self._timer.start()
 
-    def _kill(self) -> None:
+    def _expire(self) -> None:
+        with self._lock:
+            if not self._reaped:
+                self.fired = True
+        self.kill()
+
+    def kill(self) -> None:
+        """Kill the process group now, unless the leader was already reaped."""
         with self._lock:
             if self._reaped:
                 return
-            self.fired = True
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
 

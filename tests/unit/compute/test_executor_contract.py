@@ -1,27 +1,38 @@
 """The executor contract, run over every compute backend.
 
-A new backend (Ray, Slurm through PSI/J) adds a parameter to the ``backend`` fixture and a
-branch in ``make_executor``; the tests stay as they are.
+``local`` is built in. Every other backend ``NAME`` has a module ``backend_NAME`` beside this
+file with ``make_executor(max_workers: int) -> Executor``; it starts (or finds) the real
+service the backend needs, and skips with a message saying how to start it when the service
+is missing, except under ``CI=true``, where a missing service fails the test.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
 from pathlib import Path
 
 import pytest
 
 from genesis_platform.compute.local import LocalExecutor, resolve_function
-from genesis_platform.compute.protocols import Executor, Resources, TaskResult, TaskSpec
-from genesis_platform.errors import ExecutorError, InvalidInput, TaskFailed
+from genesis_platform.compute.protocols import (
+    Executor,
+    Resources,
+    TaskFuture,
+    TaskResult,
+    TaskSpec,
+)
+from genesis_platform.errors import ExecutorError, InvalidInput, TaskFailed, TransientFailure
 from genesis_platform.testing import branin
 
 FUNCTIONS = "genesis_platform.testing.functions"
-BACKENDS = ["local"]
+BACKENDS = ["local", "ray", "slurm"]
 
 MakeExecutor = Callable[..., Executor]
 
@@ -29,7 +40,9 @@ MakeExecutor = Callable[..., Executor]
 def make_executor(backend: str, max_workers: int = 2) -> Executor:
     if backend == "local":
         return LocalExecutor(max_workers=max_workers)
-    raise AssertionError(f"no such backend {backend}")
+    module = importlib.import_module(f"tests.unit.compute.backend_{backend}")
+    executor: Executor = module.make_executor(max_workers=max_workers)
+    return executor
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -120,7 +133,7 @@ def test_a_crashed_worker_fails_its_task_and_the_executor_goes_on(
     new_executor: MakeExecutor,
 ) -> None:
     executor = new_executor(max_workers=1)
-    with pytest.raises(ExecutorError):
+    with pytest.raises(TransientFailure):
         executor.submit(call("exits_abruptly", a=1)).result(timeout=60)
     assert executor.submit(call("quadratic", a=1.3)).result(timeout=60).output == {"value": 1.0}
 
@@ -236,3 +249,107 @@ def test_kwargs_must_be_json(executor: Executor) -> None:
 def test_malformed_tasks_are_refused(executor: Executor, task: TaskSpec) -> None:
     with pytest.raises(InvalidInput):
         executor.submit(task)
+
+
+# -- external ids, cancel, attach -------------------------------------------------------------
+
+
+def wait_for(path: Path, timeout: float = 60.0) -> None:
+    """Block until ``path`` exists (a task has started)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def started_callable(journal: Path, seconds: float = 60.0) -> TaskSpec:
+    """A callable that writes ``journal`` when it starts, then sleeps ``seconds``."""
+    env = {"GENESIS_TEST_JOURNAL": str(journal), "GENESIS_TEST_SLEEP": str(seconds)}
+    return TaskSpec(function=f"{FUNCTIONS}:journaled", kwargs={"x": 1.0}, env=env)
+
+
+def started_command(marker: Path, seconds: float = 60.0) -> TaskSpec:
+    """A command that writes its pid to ``marker`` when it starts, then sleeps ``seconds``."""
+    code = (
+        f"import os, time; open({str(marker)!r}, 'w').write(str(os.getpid())); "
+        f"time.sleep({seconds})"
+    )
+    return TaskSpec(command=(sys.executable, "-c", code))
+
+
+def process_gone(pid: int, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        stat = Path(f"/proc/{pid}/stat")
+        if stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"):
+            return True  # a zombie has stopped running
+        time.sleep(0.05)
+    return False
+
+
+def test_external_id_is_known_when_submit_returns(executor: Executor) -> None:
+    future = executor.submit(call("quadratic", a=0.3))
+    assert isinstance(future, TaskFuture)
+    assert future.external_id
+    assert future.result(timeout=60).external_id == future.external_id
+    other = executor.submit(call("quadratic", a=0.3))
+    assert other.external_id != future.external_id
+    other.result(timeout=60)
+
+
+def test_cancel_a_running_callable_frees_its_slot(
+    new_executor: MakeExecutor, tmp_path: Path
+) -> None:
+    executor = new_executor(max_workers=1)
+    journal = tmp_path / "journal.jsonl"
+    future = executor.submit(started_callable(journal))
+    wait_for(journal)
+    start = time.monotonic()
+    assert executor.cancel(future.external_id)
+    assert future.cancelled()
+    with pytest.raises(CancelledError):
+        future.result(timeout=1)
+    after = executor.submit(call("quadratic", a=1.3))
+    assert after.result(timeout=60).output == {"value": 1.0}
+    assert time.monotonic() - start < 30  # not after the 60 s sleep
+    assert not executor.cancel(after.external_id)  # finished: nothing to cancel
+
+
+def test_cancel_a_running_command_kills_it(executor: Executor, tmp_path: Path) -> None:
+    marker = tmp_path / "pid"
+    future = executor.submit(started_command(marker))
+    wait_for(marker)
+    pid = int(marker.read_text())
+    assert future.cancel()
+    assert future.cancelled()
+    assert process_gone(pid)
+
+
+def test_cancel_a_queued_task_means_it_never_runs(
+    new_executor: MakeExecutor, tmp_path: Path
+) -> None:
+    executor = new_executor(max_workers=1)
+    first = executor.submit(started_command(tmp_path / "first", seconds=60))
+    queued = executor.submit(started_command(tmp_path / "queued", seconds=0))
+    assert executor.cancel(queued.external_id)
+    wait_for(tmp_path / "first")
+    assert executor.cancel(first.external_id)
+    last = executor.submit(python("print('after')"))
+    assert "after" in last.result(timeout=60).logs
+    assert not (tmp_path / "queued").exists()
+    assert queued.cancelled()
+
+
+def test_cancel_of_an_unknown_task_is_false(executor: Executor) -> None:
+    assert not executor.cancel("no-such-task-id")
+
+
+def test_attach_follows_a_task_of_this_executor(executor: Executor, tmp_path: Path) -> None:
+    future = executor.submit(call("sleep_then_return", seconds=0.3, a=1.3))
+    attached = executor.attach(future.external_id)
+    assert attached is not None
+    assert attached.result(timeout=60).output == {"value": 1.0, "slept_s": 0.3}
