@@ -160,9 +160,11 @@ class TaskFailed(ExecutorError):
 
 
 class TransientFailure(ExecutorError):
-    """The backend lost a task in a way a retry may fix: node failure, preemption, a worker
-    process killed from outside. Sites retry these (never :class:`TaskFailed`) per their
-    retry policy."""
+    """The backend lost a task in a way a retry may fix.
+
+    For example a node failure, a preemption, or a worker process killed from outside. Sites
+    retry these (never :class:`TaskFailed`) per their retry policy.
+    """
 
 
 class StationError(GenesisError):

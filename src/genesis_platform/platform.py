@@ -7,6 +7,8 @@ from types import TracebackType
 
 from genesis_platform.campaigns.service import CampaignService
 from genesis_platform.catalog.database import Database
+from genesis_platform.compute.service import SiteService
+from genesis_platform.compute.tasks import TaskService
 from genesis_platform.config import Settings
 from genesis_platform.data.service import DatasetService
 from genesis_platform.governance import Principal, ServiceContext
@@ -28,6 +30,8 @@ class Platform:
         models: Versioned models.
         campaigns: Closed-loop campaigns.
         stations: Lab stations.
+        sites: Compute sites.
+        tasks: Tasks on compute sites, and their records.
         lineage: Provenance queries.
         settings: Where everything lives.
         principal: Who acts through this facade.
@@ -47,6 +51,8 @@ class Platform:
         self.models = ModelService(self._ctx)
         self.campaigns = CampaignService(self._ctx, self.datasets, self.models)
         self.stations = StationService(self._ctx)
+        self.sites = SiteService(self._ctx)
+        self.tasks = TaskService(self._ctx, self.sites)
         self.lineage = LineageService(self._ctx)
 
     @classmethod
@@ -60,7 +66,13 @@ class Platform:
         return cls(Settings.load(home), principal)
 
     def close(self) -> None:
-        """Release the catalog's connections."""
+        """Stop following tasks, shut the sites' executors down, release the catalog.
+
+        Tasks still running on sites that can be re-attached (Slurm, ...) keep running;
+        :meth:`TaskService.recover` in a later process collects them.
+        """
+        self.tasks.close()
+        self.sites.close()
         self._db.close()
 
     def __enter__(self) -> Platform:

@@ -36,6 +36,8 @@ __all__ = [
     "ModelVersion",
     "ObservationRow",
     "ProvenanceEdge",
+    "SiteRow",
+    "TaskRow",
     "Trial",
     "utcnow",
 ]
@@ -251,3 +253,61 @@ class ProvenanceEdge(Base):
     object_kind: Mapped[str] = mapped_column(String(40))
     object_id: Mapped[int] = mapped_column(Integer)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SiteRow(Base):
+    """A registered compute site: its kind, options and last checked status.
+
+    ``status`` is one of the DOE IRI resource states: ``up``, ``degraded``, ``down``,
+    ``unknown`` (never checked). ``capacity`` is the free slots the last check saw.
+    """
+
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="unknown")
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    status_at: Mapped[dt.datetime | None] = mapped_column()
+    capacity: Mapped[int | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class TaskRow(Base):
+    """One task on a site: what it runs, where it is, and what it used.
+
+    States are the DOE IRI job states: ``new`` (stored, not yet submitted), ``queued``
+    (submitted; ``external_id`` set), ``active`` (running), ``completed``, ``failed``,
+    ``canceled``. ``owner`` names the process that follows the task
+    (``host:pid:start``); a restarted platform re-attaches or fails the tasks of owners that
+    are gone.
+    """
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_state_owner", "state", "owner"),
+        Index("ix_tasks_site_state", "site", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    spec: Mapped[dict[str, Any]] = mapped_column()
+    state: Mapped[str] = mapped_column(String(20), default="new")
+    external_id: Mapped[str] = mapped_column(String(400), default="", index=True)
+    owner: Mapped[str] = mapped_column(String(200), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    project: Mapped[str] = mapped_column(String(200), default="")
+    output: Mapped[Any] = mapped_column(JSON, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    logs: Mapped[str] = mapped_column(Text, default="")
+    exit_status: Mapped[int | None] = mapped_column()
+    usage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    submitted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column()
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+    submitted_by: Mapped[str] = mapped_column(String(200))

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from genesis_platform import __version__
-from genesis_platform.cli import campaign, data, lineage, model, station
+from genesis_platform.cli import campaign, data, lineage, model, site, station, task
 from genesis_platform.cli._common import err_console, exit_code
 from genesis_platform.errors import GenesisError
 
@@ -27,7 +27,9 @@ app = typer.Typer(
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(data.app, name="data")
 app.add_typer(model.app, name="model")
+app.add_typer(site.app, name="site")
 app.add_typer(station.app, name="station")
+app.add_typer(task.app, name="task")
 app.command("lineage")(lineage.lineage)
 
 

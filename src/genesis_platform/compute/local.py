@@ -61,7 +61,7 @@ from typing import IO, Any
 from genesis_platform.compute.protocols import TaskFuture, TaskResult, TaskSpec
 from genesis_platform.errors import ExecutorError, InvalidInput, TaskFailed, TransientFailure
 
-__all__ = ["LocalExecutor", "resolve_function"]
+__all__ = ["LocalExecutor", "check_task", "resolve_function"]
 
 _REFERENCE_FIX = "write it as package.module:function, importable on the site"
 _LOG_LIMIT_CHARS = 64_000
@@ -147,7 +147,7 @@ class LocalExecutor:
                 JSON-serializable (field ``kwargs``), or an empty command (``command``).
             ExecutorError: The executor is shut down.
         """
-        _check_task(task)
+        check_task(task)
         env = {**os.environ, **task.env}
         live = _Live(TaskFuture(f"local:{os.getpid()}:{uuid.uuid4().hex}", self._stop))
         with self._lock:
@@ -264,10 +264,11 @@ class LocalExecutor:
         try:
             if live.future.done():  # cancelled while queued
                 return
+            live.future.notify_started()
             if task.function is not None:
                 result = self._run_callable(task.function, task, env, live)
             else:
-                assert task.command is not None  # checked by _check_task
+                assert task.command is not None  # checked by check_task
                 result = _run_command(tuple(task.command), task, env, live)
         except BaseException as exc:
             # Before the future resolves, so capacity() is exact once result() returns.
@@ -401,7 +402,18 @@ def _default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _check_task(task: TaskSpec) -> None:
+def _check_task(task: TaskSpec) -> None:  # TEMPORARY alias while helpers integrate
+    check_task(task)
+
+
+def check_task(task: TaskSpec) -> None:
+    """Refuse a malformed task before it is stored or submitted.
+
+    Raises:
+        InvalidInput: not exactly one of function and command (field ``task``), a bad
+            function reference (``function``), kwargs that are not JSON (``kwargs``), or a
+            command that is not a non-empty list of strings (``command``).
+    """
     if (task.function is None) == (task.command is None):
         raise InvalidInput(
             "task", "give exactly one of function and command", "e.g. function: mypkg.sim:run"
@@ -600,8 +612,8 @@ def _run_command(
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         message = f"{shlex.join(argv)} {how}"
         raise TaskFailed(message, traceback=logs[-_FAILURE_TAIL_CHARS:], logs=logs, usage=usage)
-    external_id = f"local:{process.pid}:{uuid.uuid4().hex}" if live is None else (
-        live.future.external_id
+    external_id = (
+        f"local:{process.pid}:{uuid.uuid4().hex}" if live is None else (live.future.external_id)
     )
     return TaskResult(code, logs, usage, external_id)
 

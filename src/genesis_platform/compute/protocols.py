@@ -19,12 +19,22 @@ Every executor keeps three promises:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Executor", "Resources", "TaskFuture", "TaskResult", "TaskSpec"]
+__all__ = [
+    "CancellableFuture",
+    "Executor",
+    "Resources",
+    "TaskFuture",
+    "TaskResult",
+    "TaskSpec",
+]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -32,12 +42,14 @@ class Resources:
     """What a task asks of its site.
 
     Attributes:
-        cores: CPU cores.
-        gpus: GPUs.
+        nodes: Nodes (batch sites; 1 elsewhere).
+        cores: CPU cores (per node).
+        gpus: GPUs (per node).
         memory_mb: Memory in MiB, or None for the site's default.
         walltime_s: Wall-time limit in seconds, or None for no limit.
     """
 
+    nodes: int = 1
     cores: int = 1
     gpus: int = 0
     memory_mb: int | None = None
@@ -71,6 +83,23 @@ class TaskSpec:
     name: str = ""
     task_id: str = ""
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, which :meth:`from_dict` reads back unchanged."""
+        data = asdict(self)
+        data["kwargs"] = dict(self.kwargs)
+        data["env"] = dict(self.env)
+        data["command"] = None if self.command is None else list(self.command)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
+        """Read :meth:`to_dict`'s form back."""
+        fields = dict(data)
+        fields["resources"] = Resources(**fields.get("resources", {}))
+        if fields.get("command") is not None:
+            fields["command"] = tuple(fields["command"])
+        return cls(**fields)
+
 
 @dataclass(frozen=True)
 class TaskResult:
@@ -89,38 +118,33 @@ class TaskResult:
     external_id: str = ""
 
 
-class TaskFuture(Future[TaskResult]):
-    """The future of one submitted task.
+class CancellableFuture(Future[T]):
+    """A future that stays pending while its work runs, so :meth:`cancel` works until done.
 
-    Unlike a plain :class:`~concurrent.futures.Future`, it stays pending while the task runs,
-    so :meth:`cancel` works until the task is done: it marks the future cancelled and asks
-    the executor to stop the task wherever it is.
+    Cancelling marks the future cancelled and calls ``canceller`` to stop the work. The
+    producer resolves it only with :meth:`settle`, never ``set_running_or_notify_cancel``.
 
     Args:
-        external_id: The backend's id of the task.
-        canceller: Called with ``external_id`` when the future is cancelled.
+        canceller: Called (with no arguments) when the future is cancelled.
     """
 
-    def __init__(
-        self, external_id: str, canceller: Callable[[str], object] | None = None
-    ) -> None:
+    def __init__(self, canceller: Callable[[], object] | None = None) -> None:
         super().__init__()
-        self.external_id = external_id
         self._canceller = canceller
         self._settle_lock = threading.RLock()
 
     def cancel(self) -> bool:
-        """Cancel the task, queued or running. False if it had already finished."""
+        """Cancel the work, queued or running. False if it had already finished."""
         with self._settle_lock:
+            if self.cancelled():
+                return True
             if not super().cancel():
                 return False
         if self._canceller is not None:
-            self._canceller(self.external_id)
+            self._canceller()
         return True
 
-    def settle(
-        self, result: TaskResult | None = None, error: BaseException | None = None
-    ) -> bool:
+    def settle(self, result: T | None = None, error: BaseException | None = None) -> bool:
         """Resolve with ``result`` or ``error``; False (and no change) if already done."""
         with self._settle_lock:
             if self.done():
@@ -130,6 +154,39 @@ class TaskFuture(Future[TaskResult]):
             else:
                 self.set_result(result)  # type: ignore[arg-type]
             return True
+
+
+class TaskFuture(CancellableFuture[TaskResult]):
+    """The future of one submitted task, with the backend's id of the task.
+
+    Args:
+        external_id: The backend's id of the task.
+        canceller: Called with ``external_id`` when the future is cancelled.
+    """
+
+    def __init__(self, external_id: str, canceller: Callable[[str], object] | None = None) -> None:
+        super().__init__(None if canceller is None else lambda: canceller(external_id))
+        self.external_id = external_id
+        self.started_at: float | None = None
+        self._start_callbacks: list[Callable[[TaskFuture], object]] = []
+
+    def notify_started(self) -> None:
+        """Executors call this when the task begins to run (once; later calls do nothing)."""
+        with self._settle_lock:
+            if self.started_at is not None:
+                return
+            self.started_at = time.time()
+            callbacks, self._start_callbacks = self._start_callbacks, []
+        for callback in callbacks:
+            callback(self)
+
+    def add_start_callback(self, callback: Callable[[TaskFuture], object]) -> None:
+        """Call ``callback(self)`` when the task starts (at once if it has started)."""
+        with self._settle_lock:
+            if self.started_at is None:
+                self._start_callbacks.append(callback)
+                return
+        callback(self)
 
 
 @runtime_checkable

@@ -1,0 +1,5 @@
+"""``python -m genesis_platform.cli``: the ``genesis`` command."""
+
+from genesis_platform.cli import main
+
+main()

@@ -1,0 +1,232 @@
+"""Sites: named places that run tasks, each a ``{kind, options}`` config and an executor.
+
+A site's kind picks its executor and the options it takes:
+
+=========================== ================================================================
+kind                        options (all optional)
+=========================== ================================================================
+``local``                   ``max_workers`` (default: the CPUs this process may use)
+``ray``                     ``address`` (``auto``, ``ray://host:port`` or ``host:port``; none:
+                            start a local Ray), ``num_cpus`` (for a local Ray),
+                            ``max_workers`` (tasks in flight, default the cluster's CPUs)
+``slurm`` ``pbs`` ``lsf``   ``work_dir`` (a folder on the file system the compute nodes share;
+``flux``                    default ``$GENESIS_HOME/sites/NAME``), ``poll_interval_s`` (status
+                            polling, default 1 s; PSI/J's own default of 30 s makes every job
+                            take 30 s), ``queue``, ``account``, ``python`` (the interpreter
+                            on the compute nodes, default this one), ``max_jobs`` (default 100)
+every kind                  ``retries`` (resubmissions after a transient failure such as a
+                            node failure or preemption, never after the task's own error;
+                            default 2), ``retry_backoff_s`` (first wait, doubled each time;
+                            default 1 s), ``check_timeout_s`` (default 120 s)
+=========================== ================================================================
+
+Options are validated with pydantic when the site is added, from Python values or from the
+CLI's ``key=value`` strings, and stored as the validated JSON that :meth:`SiteConfig.to_dict`
+returns and :meth:`SiteConfig.from_dict` reads back unchanged. The built-in ``local`` site
+always exists and is not stored.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from genesis_platform.compute.protocols import Executor
+from genesis_platform.errors import InvalidInput
+
+__all__ = [
+    "BATCH_KINDS",
+    "KINDS",
+    "LOCAL_SITE",
+    "SiteConfig",
+    "SiteKind",
+    "open_executor",
+    "site_options_help",
+]
+
+SiteKind = Literal["local", "ray", "slurm", "pbs", "lsf", "flux"]
+KINDS: tuple[str, ...] = get_args(SiteKind)
+BATCH_KINDS = ("slurm", "pbs", "lsf", "flux")
+LOCAL_SITE = "local"
+"""The name of the built-in site: this machine's process pool."""
+
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+class _Options(BaseModel):
+    """Options every kind takes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    retries: int = Field(2, ge=0, le=100)
+    retry_backoff_s: float = Field(1.0, ge=0.0, le=3600.0)
+    check_timeout_s: float = Field(120.0, gt=0.0)
+
+
+class LocalOptions(_Options):
+    """Options of a ``local`` site."""
+
+    max_workers: int | None = Field(None, ge=1)
+
+
+class RayOptions(_Options):
+    """Options of a ``ray`` site."""
+
+    address: str | None = Field(None, pattern=r"^(auto|ray://[^\s:/]+:\d+|[^\s:/]+:\d+)$")
+    num_cpus: int | None = Field(None, ge=1)
+    max_workers: int | None = Field(None, ge=1)
+
+
+class BatchOptions(_Options):
+    """Options of a batch site (``slurm``, ``pbs``, ``lsf``, ``flux``)."""
+
+    work_dir: str | None = None
+    poll_interval_s: float = Field(1.0, gt=0.0, le=600.0)
+    queue: str | None = None
+    account: str | None = None
+    python: str = sys.executable
+    max_jobs: int = Field(100, ge=1)
+
+
+_OPTION_MODELS: dict[str, type[_Options]] = {
+    "local": LocalOptions,
+    "ray": RayOptions,
+    **{kind: BatchOptions for kind in BATCH_KINDS},
+}
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """A site's name, kind and validated options.
+
+    Build it with :meth:`create` (which validates); ``options`` holds only the options given,
+    with their validated values.
+    """
+
+    name: str
+    kind: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, name: str, kind: str, options: Mapping[str, Any] | None = None) -> SiteConfig:
+        """Validate ``name``, ``kind`` and ``options``.
+
+        Raises:
+            InvalidInput: naming the field (``name``, ``kind``, ``options.<key>``) and the fix.
+        """
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise InvalidInput(
+                "name",
+                f"{name!r} is not a site name",
+                "use lower-case letters, digits, - and _, starting with a letter, e.g. hpc-1",
+            )
+        if kind not in _OPTION_MODELS:
+            raise InvalidInput("kind", f"unknown site kind {kind!r}", f"use one of {list(KINDS)}")
+        parsed = validate_options(kind, options or {})
+        return cls(name, kind, parsed.model_dump(mode="json", exclude_unset=True))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SiteConfig:
+        """Read :meth:`to_dict`'s form back (validating it again)."""
+        return cls.create(data["name"], data["kind"], data.get("options") or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name", "kind", "options"}``, JSON-serializable."""
+        return {"name": self.name, "kind": self.kind, "options": dict(self.options)}
+
+    def settings(self) -> Any:
+        """The options with every default filled in (a pydantic model of the kind)."""
+        return validate_options(self.kind, self.options)
+
+
+def validate_options(kind: str, options: Mapping[str, Any]) -> _Options:
+    """Options of ``kind`` validated; strings (``"2"``, ``"true"``) are converted.
+
+    Raises:
+        InvalidInput: (field ``options.<key>``) an unknown option or a bad value.
+    """
+    model = _OPTION_MODELS[kind]
+    try:
+        return model.model_validate(dict(options))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"]) or "options"
+        if error["type"] == "extra_forbidden":
+            raise InvalidInput(
+                f"options.{key}",
+                f"a {kind} site has no option {key!r}",
+                f"its options are {sorted(model.model_fields)}",
+            ) from None
+        raise InvalidInput(
+            f"options.{key}", f"{error['msg']} (got {error.get('input')!r})", _hint(model, key)
+        ) from None
+
+
+_FIXES = {"address": "use auto, ray://HOST:PORT or HOST:PORT; leave it out to start a local Ray"}
+
+
+def _hint(model: type[_Options], key: str) -> str:
+    info = model.model_fields.get(key)
+    if key in _FIXES or info is None:
+        return _FIXES.get(key, "")
+    return f"leave it out for the default, {info.default!r}"
+
+
+def site_options_help() -> str:
+    """One line per kind: its options and their defaults."""
+    lines = []
+    for model in dict.fromkeys(_OPTION_MODELS.values()):
+        kinds = [k for k, m in _OPTION_MODELS.items() if m is model]
+        names = ", ".join(f"{k}={v.default}" for k, v in model.model_fields.items())
+        lines.append(f"{'|'.join(kinds)}: {names}")
+    return "\n".join(lines)
+
+
+def open_executor(config: SiteConfig, home: Path) -> Executor:
+    """Start (or connect) the executor of site ``config``.
+
+    Raises:
+        InvalidInput: the site's extra is not installed (field ``kind``).
+        ExecutorError: the backend cannot be reached.
+    """
+    settings = config.settings()
+    if config.kind == "local":
+        from genesis_platform.compute.local import LocalExecutor
+
+        return LocalExecutor(max_workers=settings.max_workers)
+    if config.kind == "ray":
+        module = _import_extra("genesis_platform.compute.ray", "ray")
+        return module.RayExecutor(  # type: ignore[no-any-return]
+            address=settings.address,
+            num_cpus=settings.num_cpus,
+            max_workers=settings.max_workers,
+        )
+    module = _import_extra("genesis_platform.compute.psij", "hpc")
+    work_dir = settings.work_dir or str(home / "sites" / config.name)
+    return module.PsijExecutor(  # type: ignore[no-any-return]
+        config.kind,
+        work_dir=work_dir,
+        poll_interval_s=settings.poll_interval_s,
+        queue=settings.queue,
+        account=settings.account,
+        python=settings.python,
+        max_jobs=settings.max_jobs,
+    )
+
+
+def _import_extra(module: str, extra: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise InvalidInput(
+            "kind",
+            f"this kind of site needs the [{extra}] extra ({exc})",
+            f"pip install 'genesis-platform[{extra}]'",
+        ) from exc

@@ -1,0 +1,564 @@
+"""The task service (``p.tasks``): run tasks on sites, and keep a record of every one.
+
+A task is stored (state ``new``) before it is submitted; its external id is stored as soon
+as the site's executor returns it (state ``queued``); the record follows it to ``active``
+and to ``completed``, ``failed`` or ``canceled`` with its output, error, logs, exit status
+and usage. These are the DOE IRI job states.
+
+Each record names its **owner**, the process that follows the task (``host:pid:start``).
+Another process (``genesis task cancel``) asks for a cancel by setting the record's
+``cancel_requested``; the owner polls for such requests and cancels. When the owner is gone
+(the platform crashed or was killed), :meth:`TaskService.recover`, run by the next
+long-lived process, claims the record and:
+
+- re-attaches to the task by its external id when the site can (a Slurm job keeps running
+  and its result is collected);
+- otherwise marks it ``failed`` with the reason and, for a callable that may be retried
+  (``retries`` left in the site's policy), submits it again. Its old worker died with the
+  platform, so the two never run at the same time. A command is not resubmitted: it runs in
+  its own session, may have outlived the platform, and would then run twice.
+
+A failure the executor marks transient (:class:`~genesis_platform.errors.TransientFailure`:
+a node failure, a preemption, a killed worker) is retried up to the site's ``retries`` with
+a backoff that doubles from ``retry_backoff_s``; a task's own failure never is.
+"""
+
+from __future__ import annotations
+
+import builtins
+import concurrent.futures
+import contextlib
+import datetime as dt
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from genesis_platform.catalog.tables import TaskRow, utcnow
+from genesis_platform.compute.local import check_task
+from genesis_platform.compute.protocols import (
+    CancellableFuture,
+    Resources,
+    TaskFuture,
+    TaskResult,
+    TaskSpec,
+)
+from genesis_platform.compute.service import SiteService
+from genesis_platform.compute.sites import LOCAL_SITE
+from genesis_platform.errors import (
+    ExecutorError,
+    InvalidInput,
+    NotFound,
+    TransientFailure,
+)
+from genesis_platform.governance import Resource, ServiceContext
+
+__all__ = ["TaskInfo", "TaskService", "UsageRow", "process_owner"]
+
+ACTIVE_STATES = ("new", "queued", "active")
+FINAL_STATES = ("completed", "failed", "canceled")
+_CANCEL_POLL_S = 0.5
+
+
+def process_owner() -> str:
+    """This process as a task owner: ``host:pid:start`` (start in clock ticks since boot)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid())}"
+
+
+def owner_alive(owner: str) -> bool:
+    """False only when ``owner`` is a process of this host that has ended."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another host's process: cannot tell, assume alive
+    return _start_ticks(int(pid_text)) == start
+
+
+def _start_ticks(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task as the catalog records it."""
+
+    id: int
+    site: str
+    name: str
+    state: str
+    spec: TaskSpec
+    external_id: str
+    owner: str
+    attempts: int
+    project: str
+    output: Any
+    error: str
+    exit_status: int | None
+    usage: Mapping[str, float]
+    submitted_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    submitted_by: str
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """Resource use summed over the finished tasks of one project on one site."""
+
+    project: str
+    site: str
+    tasks: int
+    core_seconds: float
+    gpu_seconds: float
+    wall_seconds: float
+
+
+@dataclass
+class _Tracked:
+    """A task this process follows: its record id, its spec, and the user's future."""
+
+    task_id: int
+    site: str
+    spec: TaskSpec
+    result: CancellableFuture[Any]
+    attempts: int
+    current: TaskFuture | None = None
+    timer: threading.Timer | None = field(default=None, repr=False)
+
+
+class TaskService:
+    """Tasks on the sites of one platform."""
+
+    def __init__(self, ctx: ServiceContext, sites: SiteService) -> None:
+        self._ctx = ctx
+        self._sites = sites
+        self._owner = process_owner()
+        self._tracked: dict[int, _Tracked] = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    # -- submitting --------------------------------------------------------------------------
+
+    def submit(
+        self,
+        site: str = LOCAL_SITE,
+        *,
+        function: str | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        command: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        resources: Resources | None = None,
+        name: str = "",
+        project: str = "",
+    ) -> Future[Any]:
+        """Run ``function(**kwargs)`` (or ``command``) on ``site``.
+
+        The future's result is the function's return value (or the command's exit status,
+        0); cancelling it cancels the task.
+
+        Raises:
+            InvalidInput: a malformed task, a callable that cannot be imported, a command
+                that does not exist, or resources the site cannot give (naming the field);
+                nothing is stored or submitted.
+            NotFound: no such site.
+        """
+        spec = TaskSpec(
+            function=function,
+            kwargs=dict(kwargs or {}),
+            command=None if command is None else tuple(command),
+            env=dict(env or {}),
+            cwd=cwd,
+            resources=resources or Resources(),
+            name=name,
+        )
+        config = self._sites.get(site).config()
+        _check_for_site(spec, config.kind)
+        with self._ctx.mutation("run", Resource("site", site), {"task": name}) as s:
+            row = TaskRow(
+                site=site,
+                name=name or (function or " ".join(spec.command or ())),
+                spec=spec.to_dict(),
+                owner=self._owner,
+                project=project,
+                submitted_by=str(self._ctx.principal),
+            )
+            s.add(row)
+            s.flush()
+            task_id = row.id
+        tracked = self._track(task_id, site, spec, attempts=0)
+        with self._lock:
+            self._tracked[task_id] = tracked
+        self._dispatch(tracked)
+        self._start_watcher()
+        return tracked.result
+
+    def _track(self, task_id: int, site: str, spec: TaskSpec, attempts: int) -> _Tracked:
+        """A record of a task this process follows; cancelling its future cancels the task."""
+        tracked = _Tracked(task_id, site, spec, CancellableFuture(), attempts)
+        tracked.result = CancellableFuture(lambda: self._cancel_tracked(tracked))
+        return tracked
+
+    def _dispatch(self, tracked: _Tracked) -> None:
+        """Submit one attempt of ``tracked`` and store its external id."""
+        spec = TaskSpec(**{**tracked.spec.__dict__, "task_id": str(tracked.task_id)})
+        tracked.attempts += 1
+        try:
+            future = self._sites.executor(tracked.site).submit(spec)
+        except Exception as exc:
+            self._finish(tracked, "failed", error=_describe(exc))
+            tracked.result.settle(error=exc)
+            return
+        tracked.current = future
+        self._update(
+            tracked.task_id,
+            state="queued",
+            external_id=future.external_id,
+            attempts=tracked.attempts,
+        )
+        future.add_start_callback(lambda f: self._started(tracked, f))
+        future.add_done_callback(lambda f: self._done(tracked, f))
+
+    def _started(self, tracked: _Tracked, future: TaskFuture) -> None:
+        if tracked.current is future and not future.done():
+            self._update(tracked.task_id, state="active", started_at=utcnow())
+
+    def _done(self, tracked: _Tracked, future: Future[TaskResult]) -> None:
+        """Record how an attempt ended; retry a transient failure if the policy allows."""
+        if future.cancelled():
+            self._finish(tracked, "canceled", error="canceled")
+            tracked.result.cancel()
+            return
+        error = future.exception()
+        if error is None:
+            result: TaskResult = future.result()
+            exit_status = result.output if tracked.spec.command is not None else None
+            self._finish(
+                tracked,
+                "completed",
+                output=result.output,
+                logs=result.logs,
+                usage=_usage(result.usage, tracked.spec.resources),
+                exit_status=exit_status,
+            )
+            tracked.result.settle(result.output)
+            return
+        if isinstance(error, TransientFailure) and self._retry(tracked, error):
+            return
+        details = getattr(error, "details", {})
+        self._finish(
+            tracked,
+            "failed",
+            error=_describe(error),
+            logs=str(details.get("logs", "")),
+            usage=_usage(details.get("usage") or {}, tracked.spec.resources),
+        )
+        tracked.result.settle(error=error)
+
+    def _retry(self, tracked: _Tracked, error: BaseException) -> bool:
+        """Schedule the next attempt after a transient failure; False if none is left."""
+        policy = self._sites.get(tracked.site).config().settings()
+        if tracked.attempts > policy.retries or self._closed.is_set():
+            return False
+        delay = policy.retry_backoff_s * 2 ** (tracked.attempts - 1)
+        self._update(tracked.task_id, state="queued", error=f"retrying: {_describe(error)}")
+        tracked.timer = threading.Timer(delay, self._dispatch, args=(tracked,))
+        tracked.timer.daemon = True
+        tracked.timer.start()
+        return True
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get(self, task_id: int) -> TaskInfo:
+        """One task's record.
+
+        Raises:
+            NotFound: no task with that id.
+        """
+        with self._ctx.reading(Resource("task", str(task_id))) as s:
+            row = s.get(TaskRow, task_id)
+            if row is None:
+                raise NotFound("task", task_id, "`genesis task list` shows the tasks")
+            return _info(row)
+
+    def list(
+        self, *, site: str | None = None, state: str | None = None, limit: int = 50
+    ) -> builtins.list[TaskInfo]:
+        """The newest tasks first, optionally of one site or state."""
+        if state is not None and state not in ACTIVE_STATES + FINAL_STATES:
+            raise InvalidInput(
+                "state", f"unknown state {state!r}", f"use one of {ACTIVE_STATES + FINAL_STATES}"
+            )
+        query = select(TaskRow).order_by(TaskRow.id.desc()).limit(limit)
+        if site is not None:
+            query = query.where(TaskRow.site == site)
+        if state is not None:
+            query = query.where(TaskRow.state == state)
+        with self._ctx.reading(Resource("task", "*")) as s:
+            return [_info(row) for row in s.scalars(query)]
+
+    def logs(self, task_id: int) -> str:
+        """What the task printed (stdout and stderr; the last 64,000 characters)."""
+        with self._ctx.reading(Resource("task", str(task_id))) as s:
+            row = s.get(TaskRow, task_id)
+            if row is None:
+                raise NotFound("task", task_id, "`genesis task list` shows the tasks")
+            return row.logs
+
+    def usage(
+        self, *, project: str | None = None, site: str | None = None
+    ) -> builtins.list[UsageRow]:
+        """Core-, GPU- and wall-seconds of finished tasks, per project and site."""
+        core = func.sum(TaskRow.usage["core_seconds"].as_float())
+        gpu = func.sum(TaskRow.usage["gpu_seconds"].as_float())
+        wall = func.sum(TaskRow.usage["wall_seconds"].as_float())
+        query = (
+            select(TaskRow.project, TaskRow.site, func.count(TaskRow.id), core, gpu, wall)
+            .where(TaskRow.state.in_(FINAL_STATES))
+            .group_by(TaskRow.project, TaskRow.site)
+            .order_by(TaskRow.project, TaskRow.site)
+        )
+        if project is not None:
+            query = query.where(TaskRow.project == project)
+        if site is not None:
+            query = query.where(TaskRow.site == site)
+        with self._ctx.reading(Resource("task", "*")) as s:
+            return [
+                UsageRow(p, st, n, float(c or 0), float(g or 0), float(w or 0))
+                for p, st, n, c, g, w in s.execute(query)
+            ]
+
+    # -- cancel, recover, close --------------------------------------------------------------
+
+    def cancel(self, task_id: int) -> bool:
+        """Cancel a task, from any process. False if it had already finished.
+
+        A task this process follows is cancelled at once. For another process's task the
+        request is stored, and its owner cancels it within about half a second; a task
+        whose owner is gone is marked ``canceled`` (after stopping it on its site when the
+        site can reach it by external id).
+        """
+        info = self.get(task_id)
+        if info.state in FINAL_STATES:
+            return False
+        with self._lock:
+            tracked = self._tracked.get(task_id)
+        if tracked is not None:
+            return self._cancel_tracked(tracked)
+        with self._ctx.mutation("run", Resource("task", str(task_id)), {"cancel": True}) as s:
+            s.execute(update(TaskRow).where(TaskRow.id == task_id).values(cancel_requested=True))
+        if not owner_alive(info.owner):
+            if info.external_id:
+                with contextlib.suppress(Exception):
+                    self._sites.executor(info.site).cancel(info.external_id)
+            self._update(task_id, state="canceled", error="canceled", finished_at=utcnow())
+        return True
+
+    def _cancel_tracked(self, tracked: _Tracked) -> bool:
+        """Cancel a task this process follows (its ``_done`` records ``canceled``)."""
+        if tracked.timer is not None:
+            tracked.timer.cancel()
+        current = tracked.current
+        if current is not None and current.cancel():
+            tracked.result.cancel()
+            return True
+        with self._lock:
+            following = self._tracked.get(tracked.task_id) is tracked
+        if not following:
+            return False
+        self._finish(tracked, "canceled", error="canceled")  # waiting for a retry
+        tracked.result.cancel()
+        return True
+
+    def recover(self) -> dict[str, int]:
+        """Take over the unfinished tasks of owners that are gone.
+
+        Returns:
+            Counts: ``reattached``, ``resubmitted``, ``failed``.
+        """
+        counts = {"reattached": 0, "resubmitted": 0, "failed": 0}
+        with self._ctx.reading(Resource("task", "*")) as s:
+            orphans = [
+                (row.id, row.owner)
+                for row in s.scalars(select(TaskRow).where(TaskRow.state.in_(ACTIVE_STATES)))
+                if row.owner != self._owner and not owner_alive(row.owner)
+            ]
+        for task_id, old_owner in orphans:
+            if self._claim(task_id, old_owner):
+                counts[self._adopt(self.get(task_id))] += 1
+        if any(counts.values()):
+            self._start_watcher()
+        return counts
+
+    def _claim(self, task_id: int, old_owner: str) -> bool:
+        """Become the owner of ``task_id`` unless another process did first."""
+        with self._ctx.mutation("run", Resource("task", str(task_id)), {"recover": True}) as s:
+            claimed = s.execute(
+                update(TaskRow)
+                .where(TaskRow.id == task_id, TaskRow.owner == old_owner)
+                .values(owner=self._owner)
+            )
+            return bool(getattr(claimed, "rowcount", 0))
+
+    def _adopt(self, info: TaskInfo) -> str:
+        tracked = self._track(info.id, info.site, info.spec, info.attempts)
+        with self._lock:
+            self._tracked[info.id] = tracked
+        future = None
+        if info.external_id:
+            with contextlib.suppress(ExecutorError, InvalidInput, NotFound):
+                future = self._sites.executor(info.site).attach(info.external_id)
+        if future is not None:
+            tracked.current = future
+            future.add_done_callback(lambda f: self._done(tracked, f))
+            return "reattached"
+        reason = f"lost: the process that followed it ({info.owner}) ended"
+        policy = self._sites.get(info.site).config().settings()
+        retry = info.state == "new" or info.attempts <= policy.retries
+        if info.spec.function is not None and retry:
+            self._update(info.id, state="queued", error=f"retrying: {reason}")
+            self._dispatch(tracked)
+            return "resubmitted"
+        self._finish(tracked, "failed", error=reason)
+        tracked.result.settle(error=TransientFailure(reason))
+        return "failed"
+
+    def wait_all(self, timeout: float | None = None) -> None:
+        """Block until every task this process follows has finished (or ``timeout`` s)."""
+        with self._lock:
+            futures = [t.result for t in self._tracked.values()]
+        concurrent.futures.wait(futures, timeout=timeout)
+
+    def close(self) -> None:
+        """Stop following tasks (they keep running where they can; see :meth:`recover`)."""
+        self._closed.set()
+        with self._lock:
+            tracked = list(self._tracked.values())
+        for each in tracked:
+            if each.timer is not None:
+                each.timer.cancel()
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def _finish(self, tracked: _Tracked, state: str, **values: Any) -> None:
+        with self._lock:
+            self._tracked.pop(tracked.task_id, None)
+        self._update(tracked.task_id, state=state, finished_at=utcnow(), **values)
+
+    def _update(self, task_id: int, **values: Any) -> None:
+        with self._ctx.db.session() as s:
+            s.execute(update(TaskRow).where(TaskRow.id == task_id).values(**values))
+
+    def _start_watcher(self) -> None:
+        with self._lock:
+            if self._watcher is not None:
+                return
+            self._watcher = threading.Thread(
+                target=self._watch_cancels, name="genesis-task-cancels", daemon=True
+            )
+        self._watcher.start()
+
+    def _watch_cancels(self) -> None:
+        """Cancel the tasks of this process that another process asked to cancel."""
+        while not self._closed.wait(_CANCEL_POLL_S):
+            with self._lock:
+                if not self._tracked:
+                    continue
+            with self._ctx.db.session(write=False) as s:
+                wanted = s.scalars(
+                    select(TaskRow.id).where(
+                        TaskRow.owner == self._owner,
+                        TaskRow.cancel_requested.is_(True),
+                        TaskRow.state.in_(ACTIVE_STATES),
+                    )
+                ).all()
+            for task_id in wanted:
+                with self._lock:
+                    tracked = self._tracked.get(task_id)
+                if tracked is not None:
+                    self._cancel_tracked(tracked)
+
+
+def _check_for_site(spec: TaskSpec, kind: str) -> None:
+    """Refuse, before anything is stored, what the site cannot run."""
+    check_task(spec)
+    resources = spec.resources
+    for name in ("nodes", "cores"):
+        value = getattr(resources, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidInput(f"resources.{name}", f"must be a whole number >= 1, got {value!r}")
+    if resources.walltime_s is not None and not resources.walltime_s > 0:
+        raise InvalidInput("resources.walltime_s", "must be > 0 seconds", "or None for no limit")
+    if kind == "local":
+        _check_local(spec)
+
+
+def _check_local(spec: TaskSpec) -> None:
+    resources = spec.resources
+    if resources.nodes != 1:
+        raise InvalidInput("resources.nodes", "the local site has one node", "ask for 1 node")
+    if resources.gpus:
+        raise InvalidInput(
+            "resources.gpus", "the local site has no GPUs", "run it on a site with GPUs"
+        )
+    cpus = os.cpu_count() or 1
+    if resources.cores > cpus:
+        raise InvalidInput(
+            "resources.cores", f"this machine has {cpus} CPUs", f"ask for at most {cpus}"
+        )
+    if spec.command is not None:
+        program = spec.command[0]
+        path = program if os.sep in program else shutil.which(program, path=spec.env.get("PATH"))
+        if path is None or not os.access(path, os.X_OK):
+            raise InvalidInput(
+                "command",
+                f"no program {program!r} on this machine",
+                "check the name, or give its full path",
+            )
+
+
+def _usage(usage: Mapping[str, Any], resources: Resources) -> dict[str, float]:
+    out = {k: float(v) for k, v in usage.items() if isinstance(v, int | float)}
+    if resources.gpus and "gpu_seconds" not in out:
+        out["gpu_seconds"] = resources.gpus * resources.nodes * out.get("wall_seconds", 0.0)
+    return out
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _info(row: TaskRow) -> TaskInfo:
+    return TaskInfo(
+        id=row.id,
+        site=row.site,
+        name=row.name,
+        state=row.state,
+        spec=TaskSpec.from_dict(row.spec),
+        external_id=row.external_id,
+        owner=row.owner,
+        attempts=row.attempts,
+        project=row.project,
+        output=row.output,
+        error=row.error,
+        exit_status=row.exit_status,
+        usage=dict(row.usage),
+        submitted_at=row.submitted_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        submitted_by=row.submitted_by,
+        cancel_requested=row.cancel_requested,
+    )

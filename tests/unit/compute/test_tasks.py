@@ -1,0 +1,242 @@
+"""The task service: records, futures, cancel from any process, retries, recovery, usage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import CancelledError
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from genesis_platform import Platform
+from genesis_platform.catalog.tables import TaskRow
+from genesis_platform.compute.protocols import Resources
+from genesis_platform.errors import InvalidInput, NotFound, TaskFailed, TransientFailure
+from genesis_platform.testing import branin
+
+FUNCTIONS = "genesis_platform.testing.functions"
+
+
+def count_tasks(platform: Platform) -> int:
+    with platform._db.session(write=False) as s:
+        return int(s.scalar(select(func.count(TaskRow.id))) or 0)
+
+
+def wait_for_state(platform: Platform, task_id: int, states: set[str], timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while (state := platform.tasks.get(task_id).state) not in states:
+        assert time.monotonic() < deadline, f"task {task_id} stayed {state}"
+        time.sleep(0.05)
+    return state
+
+
+def test_a_callable_returns_its_value_and_is_recorded(platform: Platform) -> None:
+    future = platform.tasks.submit(
+        "local", function=f"{FUNCTIONS}:branin", kwargs={"x": 1.0, "y": 2.0}, project="p1"
+    )
+    assert future.result(timeout=60) == pytest.approx(branin(1.0, 2.0))
+    [task] = platform.tasks.list()
+    assert task.state == "completed"
+    assert task.output == pytest.approx(branin(1.0, 2.0))
+    assert task.external_id.startswith("local:")
+    assert task.attempts == 1 and task.project == "p1" and task.site == "local"
+    assert task.submitted_at <= task.started_at <= task.finished_at  # type: ignore[operator]
+    assert task.usage["core_seconds"] >= 0 and task.usage["wall_seconds"] >= 0
+    assert task.spec.kwargs == {"x": 1.0, "y": 2.0}
+
+
+def test_a_command_keeps_its_logs_and_exit_status(platform: Platform) -> None:
+    code = "import sys; print('to stdout'); print('to stderr', file=sys.stderr)"
+    future = platform.tasks.submit(command=[sys.executable, "-c", code], name="hello")
+    assert future.result(timeout=60) == 0
+    [task] = platform.tasks.list()
+    assert (task.name, task.state, task.exit_status) == ("hello", "completed", 0)
+    assert "to stdout" in platform.tasks.logs(task.id)
+    assert "to stderr" in platform.tasks.logs(task.id)
+
+
+def test_a_failing_task_is_recorded_and_never_retried(platform: Platform) -> None:
+    future = platform.tasks.submit(function=f"{FUNCTIONS}:always_fails", kwargs={"a": 1})
+    with pytest.raises(TaskFailed, match="always_fails was called"):
+        future.result(timeout=60)
+    [task] = platform.tasks.list()
+    assert task.state == "failed" and task.attempts == 1
+    assert "RuntimeError: always_fails was called" in task.error
+
+
+def test_a_transient_failure_is_retried_per_the_site_policy(platform: Platform) -> None:
+    platform.sites.add("flaky", "local", {"retries": 2, "retry_backoff_s": 0.05})
+    future = platform.tasks.submit("flaky", function=f"{FUNCTIONS}:exits_abruptly", kwargs={"a": 1})
+    with pytest.raises(TransientFailure):
+        future.result(timeout=120)
+    [task] = platform.tasks.list()
+    assert task.state == "failed"
+    assert task.attempts == 3  # the first attempt and two retries
+
+
+def test_cancel_a_running_task_from_this_process(platform: Platform, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    env = {"GENESIS_TEST_JOURNAL": str(journal), "GENESIS_TEST_SLEEP": "60"}
+    future = platform.tasks.submit(function=f"{FUNCTIONS}:journaled", kwargs={"x": 1}, env=env)
+    [task] = platform.tasks.list()
+    wait_for_state(platform, task.id, {"active"})
+    assert platform.tasks.cancel(task.id)
+    with pytest.raises(CancelledError):
+        future.result(timeout=30)
+    assert wait_for_state(platform, task.id, {"canceled"}) == "canceled"
+    assert not platform.tasks.cancel(task.id)  # already ended
+
+
+def test_cancelling_the_future_cancels_the_task(platform: Platform, tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    code = f"import time; open({str(marker)!r}, 'w').close(); time.sleep(60)"
+    future = platform.tasks.submit(command=[sys.executable, "-c", code])
+    while not marker.exists():
+        time.sleep(0.02)
+    assert future.cancel()
+    [task] = platform.tasks.list()
+    assert wait_for_state(platform, task.id, {"canceled"}) == "canceled"
+
+
+SUBMITTER = """
+import sys, time
+from genesis_platform import Platform
+if __name__ == "__main__":
+    with Platform.open() as p:
+        future = p.tasks.submit(command=[sys.executable, "-c", "import time; time.sleep(60)"])
+        print("submitted", flush=True)
+        try:
+            future.result(timeout=120)
+        except BaseException as exc:
+            print("ended", type(exc).__name__, flush=True)
+"""
+
+
+def test_cancel_from_another_process(platform: Platform, genesis_home: Path) -> None:
+    submitter = subprocess.Popen(
+        [sys.executable, "-c", SUBMITTER], stdout=subprocess.PIPE, text=True
+    )
+    with submitter:
+        assert submitter.stdout is not None
+        assert submitter.stdout.readline().strip() == "submitted"
+        [task] = platform.tasks.list()
+        wait_for_state(platform, task.id, {"active"})
+        cli = subprocess.run(
+            [sys.executable, "-m", "genesis_platform.cli", "task", "cancel", str(task.id)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert cli.returncode == 0, cli.stderr
+        assert submitter.stdout.readline().strip() == "ended CancelledError"
+        assert submitter.wait(timeout=30) == 0
+    assert platform.tasks.get(task.id).state == "canceled"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"function": "no_colon"}, "function"),
+        ({"function": "genesis_no_such_module:run"}, "function"),
+        ({"function": f"{FUNCTIONS}:branin", "kwargs": {"x": object()}}, "kwargs"),
+        ({"command": ["genesis-no-such-program-xyz"]}, "command"),
+        ({"command": []}, "command"),
+        ({}, "task"),
+        ({"command": ["true"], "resources": Resources(gpus=1)}, "resources.gpus"),
+        ({"command": ["true"], "resources": Resources(nodes=2)}, "resources.nodes"),
+        ({"command": ["true"], "resources": Resources(cores=10_000)}, "resources.cores"),
+        ({"command": ["true"], "resources": Resources(walltime_s=0)}, "resources.walltime_s"),
+    ],
+)
+def test_bad_tasks_are_refused_before_anything_is_stored(
+    platform: Platform, arguments: dict[str, object], field: str
+) -> None:
+    with pytest.raises(InvalidInput) as info:
+        platform.tasks.submit("local", **arguments)  # type: ignore[arg-type]
+    assert info.value.field == field
+    assert count_tasks(platform) == 0
+
+
+def test_an_unknown_site_is_refused(platform: Platform) -> None:
+    with pytest.raises(NotFound, match="genesis site list"):
+        platform.tasks.submit("nowhere", command=["true"])
+    assert count_tasks(platform) == 0
+
+
+def test_usage_is_summed_per_project_and_site(platform: Platform) -> None:
+    platform.sites.add("second", "local", {"max_workers": 1})
+    spin = "x = 0\nfor i in range(3_000_000): x += i"
+    for project, site in [("a", "local"), ("a", "local"), ("b", "second")]:
+        platform.tasks.submit(site, command=[sys.executable, "-c", spin], project=project).result(
+            timeout=60
+        )
+    rows = {(r.project, r.site): r for r in platform.tasks.usage()}
+    assert set(rows) == {("a", "local"), ("b", "second")}
+    assert rows["a", "local"].tasks == 2 and rows["b", "second"].tasks == 1
+    assert rows["a", "local"].core_seconds > rows["b", "second"].core_seconds > 0.01
+    assert [r.site for r in platform.tasks.usage(project="b")] == ["second"]
+
+
+VICTIM = """
+import sys, time
+from genesis_platform import Platform
+if __name__ == "__main__":
+    p = Platform.open()
+    kind = sys.argv[1]
+    if kind == "function":
+        p.tasks.submit(function="genesis_platform.testing.functions:journaled", kwargs={"x": 2})
+    else:
+        p.tasks.submit(command=[sys.executable, "-c", "import time; time.sleep(3)"])
+    print("submitted", flush=True)
+    time.sleep(120)
+"""
+
+
+def run_victim(kind: str, env: dict[str, str]) -> None:
+    """Start a process that submits one task, then kill it (SIGKILL) while the task runs."""
+    victim = subprocess.Popen(
+        [sys.executable, "-c", VICTIM, kind], stdout=subprocess.PIPE, text=True, env=env
+    )
+    with victim:
+        assert victim.stdout is not None
+        assert victim.stdout.readline().strip() == "submitted"
+        time.sleep(0.5)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+
+
+def test_recover_resubmits_a_callable_lost_with_its_process(
+    platform: Platform, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal.jsonl"
+    env = {**os.environ, "GENESIS_TEST_JOURNAL": str(journal), "GENESIS_TEST_SLEEP": "1"}
+    os.environ["GENESIS_TEST_JOURNAL"] = str(journal)  # for the resubmitted attempt
+    try:
+        run_victim("function", env)
+        [task] = platform.tasks.list()
+        assert task.state in {"queued", "active"}
+        counts = platform.tasks.recover()
+        assert counts == {"reattached": 0, "resubmitted": 1, "failed": 0}
+        assert wait_for_state(platform, task.id, {"completed", "failed"}) == "completed"
+    finally:
+        del os.environ["GENESIS_TEST_JOURNAL"]
+    recovered = platform.tasks.get(task.id)
+    assert recovered.attempts == 2 and recovered.output == {"value": pytest.approx(2.89)}
+    runs = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert len(runs) == 2 and runs[0]["pid"] != runs[1]["pid"]
+    assert platform.tasks.recover() == {"reattached": 0, "resubmitted": 0, "failed": 0}
+
+
+def test_recover_fails_a_lost_command_rather_than_run_it_twice(platform: Platform) -> None:
+    run_victim("command", dict(os.environ))
+    [task] = platform.tasks.list()
+    assert platform.tasks.recover() == {"reattached": 0, "resubmitted": 0, "failed": 1}
+    lost = platform.tasks.get(task.id)
+    assert lost.state == "failed"
+    assert "lost: the process that followed it" in lost.error
