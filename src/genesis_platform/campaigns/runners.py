@@ -1,7 +1,7 @@
 """Trial runners: how a campaign turns a point into a measurement.
 
-A runner adapts a lab :class:`~genesis_platform.labs.protocols.Station` or a compute
-:class:`~genesis_platform.compute.protocols.Executor` to the loop. Its external ids are
+A runner adapts a lab :class:`~genesis_platform.labs.protocols.Station` or the compute
+sites (through the platform's task service) to the loop. Its external ids are
 chosen *before* dispatch (from the trial id and attempt), so the engine can store them
 first and a restarted platform knows what was in flight.
 """
@@ -9,15 +9,18 @@ first and a restarted platform knows what was in flight.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from genesis_platform.campaigns.spec import FIDELITY, CampaignSpec, RunnerSpec
-from genesis_platform.compute.local import LocalExecutor, resolve_function
-from genesis_platform.compute.protocols import Executor, TaskResult, TaskSpec
-from genesis_platform.errors import CampaignSpecError, InvalidInput, TaskFailed
+from genesis_platform.compute.local import resolve_function
+from genesis_platform.compute.protocols import TaskResult, TaskSpec
+from genesis_platform.compute.tasks import TaskService
+from genesis_platform.errors import CampaignSpecError, InvalidInput, NotFound, TaskFailed
 from genesis_platform.labs.protocols import Measurement, Operation, Station
 from genesis_platform.labs.registry import open_station
 from genesis_platform.planning.protocols import ParamValue
@@ -108,24 +111,62 @@ class StationRunner(_InProcessRunner):
 
 
 class SiteRunner(_InProcessRunner):
-    """Runs trials as calls of a Python function on a compute site."""
+    """Runs trials as calls of a Python function on one or more compute sites.
 
-    def __init__(self, site: str, function: str, executor: Executor, slots: int) -> None:
-        super().__init__(f"site:{site}", slots)
+    Every call is a task of the platform's task service, so it is recorded with the
+    campaign's project, and a restarted campaign finds it again by its external id: a
+    finished task's result is taken from its record, a running one is re-attached where the
+    site can (a batch job), and the rest are lost. With several sites, each trial goes to
+    the site with the most free slots (ties: the one with the fewest of this campaign's
+    trials, then the order given).
+    """
+
+    def __init__(
+        self, sites: Sequence[str], function: str, tasks: TaskService, slots: int, project: str
+    ) -> None:
+        super().__init__(f"site:{'+'.join(sites)}", slots)
+        self._sites = list(sites)
         self._function = function
-        self._executor = executor
+        self._tasks = tasks
+        self._project = project
+        self._inflight: dict[Future[Outcome], str] = {}
+        self._lock = threading.Lock()
 
     def start(self, external_id: str, params: Mapping[str, ParamValue]) -> Future[Outcome]:
-        """Submit the function call."""
+        """Submit the function call to the site with the most free slots."""
+        site = self._choose_site()
         task = TaskSpec(function=self._function, kwargs=dict(params), name=external_id)
-        return _then(self._executor.submit(task), _from_task_result)
+        future = _then(self._tasks.run(site, task, project=self._project), _from_task_result)
+        with self._lock:
+            self._inflight[future] = site
+        future.add_done_callback(self._forget)
+        return future
+
+    def reattach(self, external_id: str) -> Future[Outcome] | None:
+        """The trial's task, found by its external id (None when it was lost)."""
+        found = self._tasks.follow(external_id)
+        return None if found is None else _then(found, _from_task_result)
 
     def close(self, abort: bool = False) -> None:
-        """Shut the executor down; with ``abort``, kill the tasks still running."""
-        if abort and isinstance(self._executor, LocalExecutor):
-            self._executor.terminate()
-        else:
-            self._executor.shutdown(wait=False)
+        """With ``abort``, cancel the trials' tasks still in flight (the sites stay open)."""
+        if not abort:
+            return
+        with self._lock:
+            futures = list(self._inflight)
+        for future in futures:
+            future.cancel()
+
+    def _choose_site(self) -> str:
+        if len(self._sites) == 1:
+            return self._sites[0]
+        with self._lock:
+            mine = Counter(self._inflight.values())
+        free = {site: self._tasks.capacity(site) for site in self._sites}
+        return max(self._sites, key=lambda s: (free[s], -mine[s], -self._sites.index(s)))
+
+    def _forget(self, future: Future[Outcome]) -> None:
+        with self._lock:
+            self._inflight.pop(future, None)
 
 
 class FidelityRunner:
@@ -163,7 +204,7 @@ class FidelityRunner:
             runner.close(abort=abort)
 
 
-def make_runner(spec: CampaignSpec) -> TrialRunner:
+def make_runner(spec: CampaignSpec, tasks: TaskService) -> TrialRunner:
     """Open the station or executor that ``spec.runner`` names (or one per fidelity).
 
     Raises:
@@ -174,7 +215,7 @@ def make_runner(spec: CampaignSpec) -> TrialRunner:
     try:
         for level, runner in spec.runners().items():
             opened = _open_runner(
-                runner, spec, "runner" if level is None else f"fidelities.{level}.runner"
+                runner, spec, tasks, "runner" if level is None else f"fidelities.{level}.runner"
             )
             if level is None:
                 return opened
@@ -186,11 +227,13 @@ def make_runner(spec: CampaignSpec) -> TrialRunner:
     return FidelityRunner(runners, spec.budget.parallel)
 
 
-def _open_runner(runner: RunnerSpec, spec: CampaignSpec, where: str) -> TrialRunner:
+def _open_runner(
+    runner: RunnerSpec, spec: CampaignSpec, tasks: TaskService, where: str
+) -> TrialRunner:
     try:
         if runner.station is not None:
             return _station_runner(runner, spec)
-        return _site_runner(runner, spec)
+        return _site_runner(runner, spec, tasks)
     except CampaignSpecError as exc:
         if where == "runner" or not exc.field.startswith("runner"):
             raise
@@ -204,9 +247,9 @@ def _open_runner(runner: RunnerSpec, spec: CampaignSpec, where: str) -> TrialRun
         ) from None
 
 
-def check_runner(spec: CampaignSpec) -> None:
+def check_runner(spec: CampaignSpec, tasks: TaskService) -> None:
     """Validate ``spec.runner`` (or the fidelities' runners) without keeping anything open."""
-    make_runner(spec).close()
+    make_runner(spec, tasks).close()
 
 
 def _station_runner(runner: RunnerSpec, spec: CampaignSpec) -> StationRunner:
@@ -248,20 +291,28 @@ def _check_station_fits(
             )
 
 
-def _site_runner(runner: RunnerSpec, spec: CampaignSpec) -> SiteRunner:
+def _site_runner(runner: RunnerSpec, spec: CampaignSpec, tasks: TaskService) -> SiteRunner:
     assert runner.site is not None and runner.function is not None
-    if runner.site != "local":
-        raise CampaignSpecError(
-            "runner.site", f"unknown site {runner.site!r}", "the built-in site is local"
-        )
+    sites = [runner.site] if isinstance(runner.site, str) else runner.site
+    for site in sites:
+        try:
+            tasks.site(site)
+        except NotFound:
+            raise CampaignSpecError(
+                "runner.site",
+                f"unknown site {site!r}",
+                "`genesis site list` shows the sites; `genesis site add` registers one",
+            ) from None
     resolve_function(runner.function)
     unknown = set(runner.options) - {"max_workers"}
     if unknown:
         raise CampaignSpecError(
-            f"runner.options.{sorted(unknown)[0]}", "unknown option", "local takes max_workers"
+            f"runner.options.{sorted(unknown)[0]}",
+            "unknown option",
+            "a site runner takes max_workers (the site's own options are set with genesis site)",
         )
-    workers = int(runner.options.get("max_workers", spec.budget.parallel))
-    return SiteRunner(runner.site, runner.function, LocalExecutor(workers), workers)
+    slots = int(runner.options.get("max_workers", spec.budget.parallel))
+    return SiteRunner(sites, runner.function, tasks, slots, spec.project or "")
 
 
 def _from_measurement(measurement: Measurement) -> Outcome:

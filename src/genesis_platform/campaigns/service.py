@@ -23,6 +23,7 @@ from genesis_platform.campaigns.spec import CampaignSpec, load_spec, space_to_di
 from genesis_platform.campaigns.warmstart import WarmStart, load_warm_start, pin_warm_start
 from genesis_platform.catalog.tables import Campaign as CampaignRow
 from genesis_platform.catalog.tables import ObservationRow, Trial
+from genesis_platform.compute.tasks import TaskService
 from genesis_platform.data.service import DatasetService
 from genesis_platform.errors import CampaignError, CampaignSpecError, InvalidInput, NotFound
 from genesis_platform.governance import Resource, ServiceContext
@@ -112,10 +113,17 @@ class CampaignInfo:
 class CampaignService:
     """Campaigns of one platform (``p.campaigns``)."""
 
-    def __init__(self, ctx: ServiceContext, datasets: DatasetService, models: ModelService) -> None:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        datasets: DatasetService,
+        models: ModelService,
+        tasks: TaskService,
+    ) -> None:
         self._ctx = ctx
         self._datasets = datasets
         self._models = models
+        self._tasks = tasks
 
     def create(
         self, spec: CampaignSpec | Mapping[str, Any] | None = None, **fields: Any
@@ -135,7 +143,7 @@ class CampaignService:
         except InvalidInput as exc:
             raise CampaignSpecError(exc.field, exc.problem, exc.fix) from None
         self._planner(spec)  # validates the planner and its options
-        check_runner(spec)
+        check_runner(spec, self._tasks)
         warm = None if spec.warm_start is None else self._datasets.get(spec.warm_start)
         with self._ctx.mutation("write", Resource("campaign", spec.name), {"op": "create"}) as s:
             row = CampaignRow(
@@ -202,7 +210,7 @@ class CampaignService:
         with CampaignLock(self._locks, campaign.id):
             planner = self._planner(spec)
             warm = load_warm_start(spec, self._datasets)
-            runner = make_runner(spec)
+            runner = make_runner(spec, self._tasks)
             objective = next(iter(spec.objectives))
             if progress:
                 with ProgressBar(f"{spec.name} #{campaign.id}", objective) as bar:

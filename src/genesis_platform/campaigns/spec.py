@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -179,15 +179,18 @@ class PlannerSpec(_Strict):
 
 
 class RunnerSpec(_Strict):
-    """Where trials run: a lab station, or a function on a compute site.
+    """Where trials run: a lab station, or a function on one or more compute sites.
 
-    A site runner's ``options.max_workers``, if given, is a whole number from 1 to 10,000.
+    ``site`` is a site name or a list of them: the trials then spread over the sites, each
+    going to the site with the most free slots. A site runner's ``options.max_workers``, if
+    given, caps the trials in flight (a whole number from 1 to 10,000; default
+    ``budget.parallel``).
     """
 
     _section: ClassVar[str] = "runner"
 
     station: str | None = None
-    site: str | None = None
+    site: str | list[str] | None = None
     function: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -204,6 +207,10 @@ class RunnerSpec(_Strict):
         if self.station is not None and self.function:
             raise CampaignSpecError(
                 "runner.function", "a station runner takes no function", "remove it"
+            )
+        if isinstance(self.site, list) and (not self.site or len(set(self.site)) < len(self.site)):
+            raise CampaignSpecError(
+                "runner.site", "give one or more different sites", "e.g. site: [local, hpc]"
             )
         if self.site is not None and "max_workers" in self.options:
             workers = self.options["max_workers"]
@@ -581,9 +588,13 @@ def on_station(name: str, **options: Any) -> RunnerSpec:
     return RunnerSpec(station=name, options=options)
 
 
-def on_site(site: str, function: str, **options: Any) -> RunnerSpec:
-    """Run trials as calls of ``function`` (``"package.module:function"``) on ``site``."""
-    return RunnerSpec(site=site, function=function, options=options)
+def on_site(site: str | Sequence[str], function: str, **options: Any) -> RunnerSpec:
+    """Run trials as calls of ``function`` (``"package.module:function"``) on ``site``.
+
+    Give several sites to spread the trials over them, filling their free slots.
+    """
+    sites = site if isinstance(site, str) else list(site)
+    return RunnerSpec(site=sites, function=function, options=options)
 
 
 def build_space(space: Mapping[str, Any]) -> Space:

@@ -33,11 +33,11 @@ import os
 import shutil
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, update
 
@@ -50,18 +50,21 @@ from genesis_platform.compute.protocols import (
     TaskResult,
     TaskSpec,
 )
-from genesis_platform.compute.service import SiteService
+from genesis_platform.compute.service import SiteInfo, SiteService
 from genesis_platform.compute.sites import LOCAL_SITE
 from genesis_platform.errors import (
     ExecutorError,
     InvalidInput,
     NotFound,
+    TaskFailed,
     TransientFailure,
 )
 from genesis_platform.governance import Resource, ServiceContext
 
 __all__ = ["TaskInfo", "TaskService", "UsageRow", "process_owner"]
 
+T = TypeVar("T")
+U = TypeVar("U")
 ACTIVE_STATES = ("new", "queued", "active")
 FINAL_STATES = ("completed", "failed", "canceled")
 _CANCEL_POLL_S = 0.5
@@ -132,7 +135,7 @@ class _Tracked:
     task_id: int
     site: str
     spec: TaskSpec
-    result: CancellableFuture[Any]
+    result: CancellableFuture[TaskResult]
     attempts: int
     current: TaskFuture | None = None
     timer: threading.Timer | None = field(default=None, repr=False)
@@ -164,7 +167,7 @@ class TaskService:
         resources: Resources | None = None,
         name: str = "",
         project: str = "",
-    ) -> Future[Any]:
+    ) -> CancellableFuture[Any]:
         """Run ``function(**kwargs)`` (or ``command``) on ``site``.
 
         The future's result is the function's return value (or the command's exit status,
@@ -185,12 +188,25 @@ class TaskService:
             resources=resources or Resources(),
             name=name,
         )
+        return _then(self.run(site, spec, project=project), lambda result: result.output)
+
+    def run(self, site: str, spec: TaskSpec, *, project: str = "") -> CancellableFuture[TaskResult]:
+        """Run ``spec`` on ``site``, recorded like :meth:`submit`.
+
+        The future's result is the whole
+        :class:`~genesis_platform.compute.protocols.TaskResult` (output, logs, usage).
+
+        Raises:
+            InvalidInput: as :meth:`submit`.
+            NotFound: no such site.
+        """
         config = self._sites.get(site).config()
         _check_for_site(spec, config.kind)
-        with self._ctx.mutation("run", Resource("site", site), {"task": name}) as s:
+        label = spec.name or spec.function or " ".join(spec.command or ())
+        with self._ctx.mutation("run", Resource("site", site), {"task": label}) as s:
             row = TaskRow(
                 site=site,
-                name=name or (function or " ".join(spec.command or ())),
+                name=label,
                 spec=spec.to_dict(),
                 owner=self._owner,
                 project=project,
@@ -205,6 +221,35 @@ class TaskService:
         self._dispatch(tracked)
         self._start_watcher()
         return tracked.result
+
+    def follow(self, name: str) -> CancellableFuture[TaskResult] | None:
+        """The future of the newest task called ``name``, for a process that restarted.
+
+        A finished task gives a future that is already resolved with what the record holds
+        (nothing runs again). A task this process follows gives its future. A task of an
+        owner that is gone is re-attached by its external id when the site can; otherwise
+        (or when there is no such task) the answer is None.
+        """
+        with self._ctx.reading(Resource("task", name)) as s:
+            row = s.scalar(
+                select(TaskRow).where(TaskRow.name == name).order_by(TaskRow.id.desc()).limit(1)
+            )
+            info = None if row is None else _info(row)
+        if info is None:
+            return None
+        with self._lock:
+            tracked = self._tracked.get(info.id)
+        if tracked is not None:
+            return tracked.result
+        if info.state in FINAL_STATES:
+            return _recorded(info)
+        if owner_alive(info.owner) or not info.external_id or not self._claim(info.id, info.owner):
+            return None
+        future = self._attach(info)
+        if future is None:
+            self._update(info.id, state="failed", error=_lost(info), finished_at=utcnow())
+            return None
+        return future
 
     def _track(self, task_id: int, site: str, spec: TaskSpec, attempts: int) -> _Tracked:
         """A record of a task this process follows; cancelling its future cancels the task."""
@@ -254,7 +299,7 @@ class TaskService:
                 usage=_usage(result.usage, tracked.spec.resources),
                 exit_status=exit_status,
             )
-            tracked.result.settle(result.output)
+            tracked.result.settle(result)
             return
         if isinstance(error, TransientFailure) and self._retry(tracked, error):
             return
@@ -281,6 +326,18 @@ class TaskService:
         return True
 
     # -- reading -----------------------------------------------------------------------------
+
+    def site(self, name: str) -> SiteInfo:
+        """Site ``name`` (tasks' callers need not hold the site service).
+
+        Raises:
+            NotFound: no such site.
+        """
+        return self._sites.get(name)
+
+    def capacity(self, site: str) -> int:
+        """Free slots on ``site`` now (opens its executor)."""
+        return self._sites.executor(site).capacity()
 
     def get(self, task_id: int) -> TaskInfo:
         """One task's record.
@@ -413,19 +470,29 @@ class TaskService:
             )
             return bool(getattr(claimed, "rowcount", 0))
 
-    def _adopt(self, info: TaskInfo) -> str:
-        tracked = self._track(info.id, info.site, info.spec, info.attempts)
-        with self._lock:
-            self._tracked[info.id] = tracked
+    def _attach(self, info: TaskInfo) -> CancellableFuture[TaskResult] | None:
+        """Follow a claimed task of an ended owner through its site, if the site can."""
         future = None
         if info.external_id:
             with contextlib.suppress(ExecutorError, InvalidInput, NotFound):
                 future = self._sites.executor(info.site).attach(info.external_id)
-        if future is not None:
-            tracked.current = future
-            future.add_done_callback(lambda f: self._done(tracked, f))
+        if future is None:
+            return None
+        tracked = self._track(info.id, info.site, info.spec, info.attempts)
+        tracked.current = future
+        with self._lock:
+            self._tracked[info.id] = tracked
+        future.add_done_callback(lambda f: self._done(tracked, f))
+        self._start_watcher()
+        return tracked.result
+
+    def _adopt(self, info: TaskInfo) -> str:
+        if self._attach(info) is not None:
             return "reattached"
-        reason = f"lost: the process that followed it ({info.owner}) ended"
+        tracked = self._track(info.id, info.site, info.spec, info.attempts)
+        with self._lock:
+            self._tracked[info.id] = tracked
+        reason = _lost(info)
         policy = self._sites.get(info.site).config().settings()
         retry = info.state == "new" or info.attempts <= policy.retries
         if info.spec.function is not None and retry:
@@ -534,6 +601,39 @@ def _usage(usage: Mapping[str, Any], resources: Resources) -> dict[str, float]:
     out = {k: float(v) for k, v in usage.items() if isinstance(v, int | float)}
     if resources.gpus and "gpu_seconds" not in out:
         out["gpu_seconds"] = resources.gpus * resources.nodes * out.get("wall_seconds", 0.0)
+    return out
+
+
+def _lost(info: TaskInfo) -> str:
+    return f"lost: the process that followed it ({info.owner}) ended"
+
+
+def _recorded(info: TaskInfo) -> CancellableFuture[TaskResult]:
+    """A resolved future holding what the record of finished task ``info`` says."""
+    future: CancellableFuture[TaskResult] = CancellableFuture()
+    if info.state == "completed":
+        future.settle(TaskResult(info.output, "", dict(info.usage), info.external_id))
+    elif info.state == "canceled":
+        future.cancel()
+    else:
+        future.settle(error=TaskFailed(info.error, usage=dict(info.usage)))
+    return future
+
+
+def _then(source: CancellableFuture[T], convert: Callable[[T], U]) -> CancellableFuture[U]:
+    """A future of ``convert(source.result())``; cancelling it cancels ``source``."""
+    out: CancellableFuture[U] = CancellableFuture(source.cancel)
+
+    def done(finished: Future[T]) -> None:
+        if finished.cancelled():
+            out.cancel()
+            return
+        try:
+            out.settle(convert(finished.result()))
+        except BaseException as exc:
+            out.settle(error=exc)
+
+    source.add_done_callback(done)
     return out
 
 

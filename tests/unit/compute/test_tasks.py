@@ -240,3 +240,27 @@ def test_recover_fails_a_lost_command_rather_than_run_it_twice(platform: Platfor
     lost = platform.tasks.get(task.id)
     assert lost.state == "failed"
     assert "lost: the process that followed it" in lost.error
+
+
+def test_follow_gives_a_finished_tasks_result_from_its_record(
+    platform: Platform, genesis_home: Path
+) -> None:
+    spec_kwargs = {"x": 1.0, "y": 2.0}
+    platform.tasks.submit(
+        function=f"{FUNCTIONS}:branin", kwargs=spec_kwargs, name="site:local:trial-7.1"
+    ).result(timeout=60)
+    with Platform.open(genesis_home) as other:  # a restarted platform
+        found = other.tasks.follow("site:local:trial-7.1")
+        assert found is not None and found.done()
+        result = found.result()
+        assert result.output == pytest.approx(branin(1.0, 2.0))
+        assert result.usage["core_seconds"] >= 0
+        assert other.tasks.follow("site:local:trial-8.1") is None
+
+
+def test_follow_of_a_lost_local_task_is_none_and_marks_it_failed(platform: Platform) -> None:
+    run_victim("command", dict(os.environ))
+    [task] = platform.tasks.list()
+    assert platform.tasks.follow(task.name) is None
+    lost = platform.tasks.get(task.id)
+    assert lost.state == "failed" and "lost" in lost.error
