@@ -36,6 +36,7 @@ killing the platform's process group does not reach it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import io
 import json
@@ -50,6 +51,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -73,7 +75,7 @@ _WALLTIME_GRACE_S = 2.0
 
 
 def resolve_function(reference: str) -> Callable[..., Any]:
-    """Import the callable named by ``"package.module:function"``.
+    """Import the callable named by ``"package.module:function"`` (cached per reference).
 
     The part after the colon may be dotted (``"pkg.mod:Class.method"``).
 
@@ -81,6 +83,13 @@ def resolve_function(reference: str) -> Callable[..., Any]:
         InvalidInput: (field ``function``) the reference is malformed, the module cannot be
             imported, the attribute is missing, or it is not callable.
     """
+    if not isinstance(reference, str):
+        raise InvalidInput("function", f"{reference!r} is not a reference", _REFERENCE_FIX)
+    return _resolve(reference)
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolve(reference: str) -> Callable[..., Any]:
     module_name, attribute = _split_reference(reference)
     try:
         target: Any = importlib.import_module(module_name)
@@ -111,6 +120,10 @@ def _split_reference(reference: object) -> tuple[str, str]:
 class LocalExecutor:
     """Runs tasks on this machine: callables in worker processes, commands as subprocesses.
 
+    At most ``max_workers`` tasks run at once; the others wait in submission order. A
+    callable goes straight to the process pool and its future resolves from the pool's own
+    callback (no thread per task); a command is waited on by a thread of its own.
+
     Args:
         max_workers: Tasks run at once (default: the CPUs this process may use).
 
@@ -127,11 +140,13 @@ class LocalExecutor:
         self._processes: ProcessPoolExecutor | None = None  # started by the first callable
         self._threads = ThreadPoolExecutor(workers, thread_name_prefix="genesis-local")
         self._lock = threading.Lock()
-        self._in_flight = 0
-        self._live: dict[str, _Live] = {}
+        self._idle = threading.Condition(self._lock)
+        self._live: dict[str, _Live] = {}  # waiting or running
+        self._waiting: deque[_Live] = deque()
+        self._running = 0
         self._cancel_dir = Path(tempfile.mkdtemp(prefix="genesis-local-cancel-"))
+        self._environ = _EnvironmentSnapshot()
         self._closed = False  # no new tasks
-        self._pool_closed = False  # no new process pool either (set after the threads stop)
 
     @property
     def max_workers(self) -> int:
@@ -148,20 +163,16 @@ class LocalExecutor:
             ExecutorError: The executor is shut down.
         """
         check_task(task)
-        env = {**os.environ, **task.env}
-        live = _Live(TaskFuture(f"local:{os.getpid()}:{uuid.uuid4().hex}", self._stop))
+        future = TaskFuture(f"local:{os.getpid()}:{uuid.uuid4().hex}", self._stop)
+        base = self._environ.get()
+        live = _Live(future, task, {**base, **task.env} if task.env else base)
         with self._lock:
             if self._closed:
                 raise ExecutorError("the local executor is shut down; create a new one")
-            self._in_flight += 1
-            self._live[live.future.external_id] = live
-        try:
-            queued = self._threads.submit(self._run, live, task, env)
-        except RuntimeError as exc:  # shut down by another thread meanwhile
-            self._forget(live)
-            raise ExecutorError("the local executor is shut down; create a new one") from exc
-        queued.add_done_callback(lambda q: self._never_started(q, live))
-        return live.future
+            self._live[future.external_id] = live
+            self._waiting.append(live)
+        self._admit()
+        return future
 
     def cancel(self, external_id: str) -> bool:
         """Stop task ``external_id``, queued or running. False if unknown or finished."""
@@ -176,40 +187,49 @@ class LocalExecutor:
         return None if live is None else live.future
 
     def capacity(self) -> int:
-        """Free slots: ``max_workers`` minus tasks queued or running."""
+        """Free slots: ``max_workers`` minus tasks waiting or running."""
         with self._lock:
-            return 0 if self._closed else max(0, self._max_workers - self._in_flight)
+            return 0 if self._closed else max(0, self._max_workers - len(self._live))
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop accepting tasks.
 
         Args:
-            wait: Block until queued and running tasks finish. Without it, queued tasks
-                are cancelled and running ones finish in the background.
+            wait: Block until waiting and running tasks finish. Without it, waiting tasks
+                fail with :class:`~genesis_platform.errors.ExecutorError` and running ones
+                finish in the background.
         """
         with self._lock:
             self._closed = True
-        self._threads.shutdown(wait=wait, cancel_futures=not wait)
-        with self._lock:
-            self._pool_closed = True
+            dropped: list[_Live] = []
+            if wait:
+                while self._live:
+                    self._idle.wait()
+            else:
+                dropped, self._waiting = list(self._waiting), deque()
             processes = self._processes
+        for live in dropped:
+            self._end(live, error=ExecutorError("the executor shut down before it started"))
+        self._threads.shutdown(wait=wait)
         if processes is not None:
-            processes.shutdown(wait=wait, cancel_futures=not wait)
+            processes.shutdown(wait=wait)
         if wait:
             shutil.rmtree(self._cancel_dir, ignore_errors=True)
 
     def terminate(self) -> None:
-        """Stop at once: cancel queued tasks and kill the worker processes running tasks.
+        """Stop at once: drop waiting tasks and kill the running ones.
 
         Their futures fail with :class:`~genesis_platform.errors.ExecutorError`.
         """
         with self._lock:
-            self._closed = self._pool_closed = True
-            processes = self._processes
+            self._closed = True
             live = list(self._live.values())
+            self._waiting.clear()
+            processes = self._processes
         for each in live:
             each.future.settle(error=ExecutorError("the local executor was terminated"))
             self._stop(each.future.external_id)
+            self._end(each)
         self._threads.shutdown(wait=False, cancel_futures=True)
         if processes is not None:
             # ProcessPoolExecutor gains terminate_workers() in Python 3.14; until then its
@@ -232,17 +252,50 @@ class LocalExecutor:
     def __repr__(self) -> str:
         return f"LocalExecutor(max_workers={self._max_workers})"
 
-    def _forget(self, live: _Live) -> None:
-        """Free the slot of a task that has finished (or will never start)."""
-        with self._lock:
-            if self._live.pop(live.future.external_id, None) is not None:
-                self._in_flight -= 1
+    # -- admission: at most max_workers running, the rest waiting in order ---------------------
 
-    def _never_started(self, queued: Future[None], live: _Live) -> None:
-        """A task the thread pool dropped at shutdown: free its slot, fail its future."""
-        if queued.cancelled():
-            self._forget(live)
-            live.future.settle(error=ExecutorError("the executor shut down before it started"))
+    def _admit(self) -> None:
+        """Hand waiting tasks to the pools while there is room.
+
+        Up to twice ``max_workers`` tasks are handed over at once, so a worker finds its
+        next callable already queued when it finishes one; the pools themselves run at most
+        ``max_workers`` at a time.
+        """
+        while True:
+            with self._lock:
+                if self._running >= 2 * self._max_workers or not self._waiting:
+                    return
+                live = self._waiting.popleft()
+                if live.future.done():  # cancelled while waiting
+                    self._live.pop(live.future.external_id, None)
+                    self._idle.notify_all()
+                    continue
+                self._running += 1
+                live.running = True
+            try:
+                if live.task.function is not None:
+                    self._start_callable(live)
+                else:
+                    self._threads.submit(self._run_command, live)
+            except BaseException as exc:
+                self._end(live, error=exc)
+
+    def _end(
+        self, live: _Live, result: TaskResult | None = None, error: BaseException | None = None
+    ) -> None:
+        """Free the task's slot, then resolve its future, then start the next task."""
+        with self._lock:
+            if self._live.pop(live.future.external_id, None) is None:
+                return  # ended already (e.g. walltime given up, then the worker returned)
+            if live.running:
+                self._running -= 1
+            self._idle.notify_all()
+        if live.marked:
+            (self._cancel_dir / _marker(live.future.external_id)).unlink(missing_ok=True)
+        if error is not None or result is not None:
+            live.future.settle(result, error)
+        if not self._closed or self._waiting:
+            self._admit()
 
     def _stop(self, external_id: str) -> None:
         """Stop the work of task ``external_id`` wherever it is (its future is done)."""
@@ -251,93 +304,116 @@ class LocalExecutor:
             processes = self._processes
         if live is None:
             return
+        if not live.running:
+            self._end(live)  # never started: just free its place
+            return
         if live.watchdog is not None:
             live.watchdog.kill()
-        if live.pending is not None and not live.pending.cancel() and processes is not None:
+        if live.pending is not None and processes is not None:
+            live.marked = True
             (self._cancel_dir / _marker(external_id)).touch()
             for process in list(getattr(processes, "_processes", {}).values()):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGUSR1)
 
-    def _run(self, live: _Live, task: TaskSpec, env: dict[str, str]) -> None:
-        """Thread body: run one task to completion and settle its future."""
-        try:
-            if live.future.done():  # cancelled while queued
-                return
-            live.future.notify_started()
-            if task.function is not None:
-                result = self._run_callable(task.function, task, env, live)
-            else:
-                assert task.command is not None  # checked by check_task
-                result = _run_command(tuple(task.command), task, env, live)
-        except BaseException as exc:
-            # Before the future resolves, so capacity() is exact once result() returns.
-            self._forget(live)
-            live.future.settle(error=exc)
-        else:
-            self._forget(live)
-            live.future.settle(result)
-        finally:
-            (self._cancel_dir / _marker(live.future.external_id)).unlink(missing_ok=True)
+    # -- callables ----------------------------------------------------------------------------
 
-    def _run_callable(
-        self, function: str, task: TaskSpec, env: dict[str, str], live: _Live
-    ) -> TaskResult:
+    def _start_callable(self, live: _Live) -> None:
+        task = live.task
+        assert task.function is not None
         walltime = task.resources.walltime_s
         key = _marker(live.future.external_id)
-        call = _Call(function, dict(task.kwargs), env, task.cwd, walltime, key)
+        call = _Call(task.function, dict(task.kwargs), live.env, task.cwd, walltime, key)
         pool = self._process_pool()
         try:
-            live.pending = pending = pool.submit(_call_in_worker, call)
+            live.pending = pool.submit(_call_in_worker, call)
         except BrokenProcessPool as exc:
             self._replace_broken_pool(pool)
             raise TransientFailure(f"the local executor's pool was broken: {exc}") from exc
         except RuntimeError as exc:
             raise ExecutorError(f"the local executor cannot start the task: {exc}") from exc
-        timeout = None if walltime is None else walltime + _WALLTIME_GRACE_S
+        live.future.notify_started()
+        if walltime is not None:
+            timer = threading.Timer(walltime + _WALLTIME_GRACE_S, self._give_up, args=(live,))
+            timer.daemon = True
+            timer.start()
+            live.timer = timer
+        live.pending.add_done_callback(lambda done: self._callable_done(live, pool, done))
+
+    def _callable_done(
+        self, live: _Live, pool: ProcessPoolExecutor, done: Future[_Outcome]
+    ) -> None:
+        """Pool callback: resolve the task from its worker's outcome."""
+        if live.timer is not None:
+            live.timer.cancel()
+        function = live.task.function
         try:
-            outcome = pending.result(timeout=timeout)
-        except TimeoutError:
-            pending.cancel()
-            raise TaskFailed(
-                f"walltime exceeded: {function} ran longer than {walltime} s and could not "
-                "be interrupted (its worker stays busy until it returns)"
-            ) from None
+            outcome = done.result()
         except CancelledError:
-            raise ExecutorError("the task was cancelled before it started") from None
+            self._end(live, error=ExecutorError("the task was cancelled before it started"))
         except BrokenProcessPool as exc:
             self._replace_broken_pool(pool)
-            raise TransientFailure(
+            error = TransientFailure(
                 "a worker process died abruptly (crash, kill or out of memory) while running "
                 f"{function}; the pool was restarted"
-            ) from exc
-        return outcome.result(live.future.external_id)
+            )
+            error.__cause__ = exc
+            self._end(live, error=error)
+        except BaseException as exc:
+            self._end(live, error=ExecutorError(f"the local executor failed: {exc}"))
+        else:
+            try:
+                self._end(live, outcome.result(live.future.external_id))
+            except TaskFailed as exc:
+                self._end(live, error=exc)
+
+    def _give_up(self, live: _Live) -> None:
+        """Walltime plus grace passed and the worker did not return: fail the task now."""
+        walltime = live.task.resources.walltime_s
+        live.future.settle(
+            error=TaskFailed(
+                f"walltime exceeded: {live.task.function} ran longer than {walltime} s and "
+                "could not be interrupted (its worker stays busy until it returns)"
+            )
+        )
 
     def _process_pool(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._processes is None:
-                if self._pool_closed:
-                    raise ExecutorError("the local executor shut down before the task started")
-                self._processes = ProcessPoolExecutor(
-                    self._max_workers,
-                    mp_context=self._context,
-                    initializer=_init_worker,
-                    initargs=(os.getpid(), str(self._cancel_dir)),
-                )
+                self._processes = self._new_pool()
             return self._processes
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            self._max_workers,
+            mp_context=self._context,
+            initializer=_init_worker,
+            initargs=(os.getpid(), str(self._cancel_dir)),
+        )
 
     def _replace_broken_pool(self, broken: ProcessPoolExecutor) -> None:
         """Start a fresh pool in place of ``broken`` (once, however many tasks saw it break)."""
         with self._lock:
-            if self._pool_closed or self._processes is not broken:
+            if self._processes is not broken:
                 return
-            self._processes = ProcessPoolExecutor(
-                self._max_workers,
-                mp_context=self._context,
-                initializer=_init_worker,
-                initargs=(os.getpid(), str(self._cancel_dir)),
-            )
+            self._processes = self._new_pool()
         broken.shutdown(wait=False)
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def _run_command(self, live: _Live) -> None:
+        """Thread body: run one command to completion and resolve its task."""
+        assert live.task.command is not None  # checked by check_task
+        if live.future.cancelled():
+            self._end(live)
+            return
+        live.future.notify_started()
+        try:
+            result = _run_command(tuple(live.task.command), live.task, live.env, live)
+        except BaseException as exc:
+            self._end(live, error=exc)
+        else:
+            self._end(live, result)
 
 
 @dataclass
@@ -345,7 +421,12 @@ class _Live:
     """A task of this executor that has not finished: its future and its handles."""
 
     future: TaskFuture
+    task: TaskSpec
+    env: dict[str, str]
+    running: bool = False  # handed to a pool
+    marked: bool = False  # a cancel marker file exists for it
     pending: Future[_Outcome] | None = None  # the process pool's future of a callable
+    timer: threading.Timer | None = None  # gives up on a callable past its walltime
     watchdog: _Watchdog | None = None  # a running command's killer
 
 
@@ -400,10 +481,6 @@ def _default_workers() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _check_task(task: TaskSpec) -> None:  # TEMPORARY alias while helpers integrate
-    check_task(task)
 
 
 def check_task(task: TaskSpec) -> None:
@@ -489,6 +566,8 @@ def _call_in_worker(call: _Call) -> _Outcome:
                 start_wall, start_cpu = time.perf_counter(), time.process_time()
                 try:
                     _CURRENT_KEY = call.key
+                    if call.key and os.path.exists(os.path.join(_CANCEL_DIR, call.key)):
+                        raise _Cancelled  # cancelled before this worker picked it up
                     with _alarm(call.walltime_s):
                         output = function(**call.kwargs)
                 finally:
@@ -534,18 +613,55 @@ def _alarm(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+_APPLIED: tuple[dict[str, str], dict[Any, Any]] | None = None
+"""In a worker: the environment the last task asked for, and the raw one it left."""
+
+
 @contextlib.contextmanager
 def _environment(env: Mapping[str, str], cwd: str | None) -> Iterator[None]:
-    """Give this process the submitter's environment and working directory for a while."""
-    saved_env, saved_cwd = dict(os.environ), os.getcwd()
-    _replace_environ(env)
+    """Give this process the submitter's environment, and its working directory for a while.
+
+    Every task brings its whole environment, so it is not restored afterwards; it is only
+    set again when the next task asks for another one or a task changed it.
+    """
+    global _APPLIED
+    raw = _raw_environ()
+    if _APPLIED is None or env != _APPLIED[0] or raw is None or raw != _APPLIED[1]:
+        _replace_environ(env)
+        raw = _raw_environ()
+        _APPLIED = None if raw is None else (dict(env), dict(raw))
+    saved_cwd = os.getcwd() if cwd is not None else None
     try:
         if cwd is not None:
             os.chdir(cwd)
         yield
     finally:
-        os.chdir(saved_cwd)
-        _replace_environ(saved_env)
+        if saved_cwd is not None:
+            os.chdir(saved_cwd)
+
+
+def _raw_environ() -> dict[Any, Any] | None:
+    """CPython's own (encoded) copy of the environment, compared without decoding it."""
+    raw = getattr(os.environ, "_data", None)
+    return raw if isinstance(raw, dict) else None
+
+
+class _EnvironmentSnapshot:
+    """This process's environment as a dict, rebuilt only when it has changed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._raw: dict[Any, Any] | None = None
+        self._env: dict[str, str] = {}
+
+    def get(self) -> dict[str, str]:
+        """The environment now (do not modify the dict returned)."""
+        raw = _raw_environ()
+        with self._lock:
+            if raw is None or raw != self._raw:
+                self._env = dict(os.environ)
+                self._raw = None if raw is None else dict(raw)
+            return self._env
 
 
 def _replace_environ(env: Mapping[str, str]) -> None:
@@ -598,6 +714,8 @@ def _run_command(
         watchdog = _Watchdog(process.pid, task.resources.walltime_s)
         if live is not None:
             live.watchdog = watchdog
+            if live.future.cancelled():  # cancelled while it was starting
+                watchdog.kill()
         assert process.stdout is not None  # stdout=PIPE
         try:
             logs = _read_tail(process.stdout, _LOG_LIMIT_CHARS)

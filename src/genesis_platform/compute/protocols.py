@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
@@ -85,11 +85,23 @@ class TaskSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, which :meth:`from_dict` reads back unchanged."""
-        data = asdict(self)
-        data["kwargs"] = dict(self.kwargs)
-        data["env"] = dict(self.env)
-        data["command"] = None if self.command is None else list(self.command)
-        return data
+        resources = self.resources
+        return {
+            "function": self.function,
+            "kwargs": dict(self.kwargs),
+            "command": None if self.command is None else list(self.command),
+            "env": dict(self.env),
+            "cwd": self.cwd,
+            "resources": {
+                "nodes": resources.nodes,
+                "cores": resources.cores,
+                "gpus": resources.gpus,
+                "memory_mb": resources.memory_mb,
+                "walltime_s": resources.walltime_s,
+            },
+            "name": self.name,
+            "task_id": self.task_id,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskSpec:
@@ -140,9 +152,15 @@ class CancellableFuture(Future[T]):
                 return True
             if not super().cancel():
                 return False
+            # Tell waiters (concurrent.futures.wait, as_completed): cancel() alone does not.
+            self.set_running_or_notify_cancel()
         if self._canceller is not None:
             self._canceller()
         return True
+
+    def settle_error(self, error: BaseException) -> bool:
+        """Resolve with ``error``; False (and no change) if already done."""
+        return self.settle(error=error)
 
     def settle(self, result: T | None = None, error: BaseException | None = None) -> bool:
         """Resolve with ``result`` or ``error``; False (and no change) if already done."""

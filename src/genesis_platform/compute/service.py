@@ -72,6 +72,7 @@ class SiteService:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
         self._executors: dict[str, Executor] = {}
+        self._configs: dict[str, SiteConfig] = {}
         self._lock = threading.Lock()
 
     def add(self, name: str, kind: str, options: Mapping[str, Any] | None = None) -> SiteInfo:
@@ -122,6 +123,20 @@ class SiteService:
             return _builtin_local()
         raise NotFound("site", name, "`genesis site list` shows the sites")
 
+    def config(self, name: str) -> SiteConfig:
+        """Site ``name``'s config, read once per service (tasks ask for it on every submit).
+
+        Raises:
+            NotFound: no site of that name.
+        """
+        with self._lock:
+            config = self._configs.get(name)
+        if config is None:
+            config = self.get(name).config()
+            with self._lock:
+                self._configs[name] = config
+        return config
+
     def remove(self, name: str) -> None:
         """Unregister site ``name``; its task records stay.
 
@@ -149,6 +164,7 @@ class SiteService:
                 s.delete(row)
         with self._lock:
             executor = self._executors.pop(name, None)
+            self._configs.pop(name, None)
         if executor is not None:
             executor.shutdown(wait=False)
 
@@ -183,7 +199,7 @@ class SiteService:
         if executor is not None:
             return executor
         self._ctx.authorize("run", Resource("site", name))
-        opened = open_executor(self.get(name).config(), self._ctx.home)
+        opened = open_executor(self.config(name), self._ctx.home)
         with self._lock:
             executor = self._executors.setdefault(name, opened)
         if executor is not opened:

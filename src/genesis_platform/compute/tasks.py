@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select, update
 
 from genesis_platform.catalog.tables import TaskRow, utcnow
+from genesis_platform.compute._recorder import Recorder
 from genesis_platform.compute.local import check_task
 from genesis_platform.compute.protocols import (
     CancellableFuture,
@@ -150,6 +151,7 @@ class TaskService:
         self._owner = process_owner()
         self._tracked: dict[int, _Tracked] = {}
         self._lock = threading.Lock()
+        self._recorder = Recorder(ctx)
         self._closed = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -200,27 +202,35 @@ class TaskService:
             InvalidInput: as :meth:`submit`.
             NotFound: no such site.
         """
-        config = self._sites.get(site).config()
+        config = self._sites.config(site)
         _check_for_site(spec, config.kind)
+        self._ctx.authorize("run", Resource("site", site))
         label = spec.name or spec.function or " ".join(spec.command or ())
-        with self._ctx.mutation("run", Resource("site", site), {"task": label}) as s:
-            row = TaskRow(
-                site=site,
-                name=label,
-                spec=spec.to_dict(),
-                owner=self._owner,
-                project=project,
-                submitted_by=str(self._ctx.principal),
-            )
-            s.add(row)
-            s.flush()
-            task_id = row.id
-        tracked = self._track(task_id, site, spec, attempts=0)
+        tracked = self._track(0, site, spec, attempts=0)
+        values = {
+            "site": site,
+            "name": label,
+            "spec": spec.to_dict(),
+            "owner": self._owner,
+            "project": project,
+            "submitted_by": str(self._ctx.principal),
+            "submitted_at": utcnow(),
+        }
+        self._recorder.insert(
+            values, lambda task_id: self._stored(tracked, task_id), tracked.result.settle_error
+        )
+        return tracked.result
+
+    def _stored(self, tracked: _Tracked, task_id: int) -> None:
+        """The task's record committed: follow it and dispatch it (unless cancelled)."""
+        tracked.task_id = task_id
+        if tracked.result.cancelled():
+            self._recorder.update(task_id, state="canceled", error="canceled", finished_at=utcnow())
+            return
         with self._lock:
             self._tracked[task_id] = tracked
         self._dispatch(tracked)
         self._start_watcher()
-        return tracked.result
 
     def follow(self, name: str) -> CancellableFuture[TaskResult] | None:
         """The future of the newest task called ``name``, for a process that restarted.
@@ -230,6 +240,7 @@ class TaskService:
         owner that is gone is re-attached by its external id when the site can; otherwise
         (or when there is no such task) the answer is None.
         """
+        self._recorder.flush()
         with self._ctx.reading(Resource("task", name)) as s:
             row = s.scalar(
                 select(TaskRow).where(TaskRow.name == name).order_by(TaskRow.id.desc()).limit(1)
@@ -268,7 +279,7 @@ class TaskService:
             tracked.result.settle(error=exc)
             return
         tracked.current = future
-        self._update(
+        self._recorder.update(
             tracked.task_id,
             state="queued",
             external_id=future.external_id,
@@ -279,7 +290,7 @@ class TaskService:
 
     def _started(self, tracked: _Tracked, future: TaskFuture) -> None:
         if tracked.current is future and not future.done():
-            self._update(tracked.task_id, state="active", started_at=utcnow())
+            self._recorder.update(tracked.task_id, state="active", started_at=utcnow())
 
     def _done(self, tracked: _Tracked, future: Future[TaskResult]) -> None:
         """Record how an attempt ended; retry a transient failure if the policy allows."""
@@ -315,11 +326,13 @@ class TaskService:
 
     def _retry(self, tracked: _Tracked, error: BaseException) -> bool:
         """Schedule the next attempt after a transient failure; False if none is left."""
-        policy = self._sites.get(tracked.site).config().settings()
+        policy = self._sites.config(tracked.site).settings()
         if tracked.attempts > policy.retries or self._closed.is_set():
             return False
         delay = policy.retry_backoff_s * 2 ** (tracked.attempts - 1)
-        self._update(tracked.task_id, state="queued", error=f"retrying: {_describe(error)}")
+        self._recorder.update(
+            tracked.task_id, state="queued", error=f"retrying: {_describe(error)}"
+        )
         tracked.timer = threading.Timer(delay, self._dispatch, args=(tracked,))
         tracked.timer.daemon = True
         tracked.timer.start()
@@ -345,6 +358,7 @@ class TaskService:
         Raises:
             NotFound: no task with that id.
         """
+        self._recorder.flush()
         with self._ctx.reading(Resource("task", str(task_id))) as s:
             row = s.get(TaskRow, task_id)
             if row is None:
@@ -364,11 +378,13 @@ class TaskService:
             query = query.where(TaskRow.site == site)
         if state is not None:
             query = query.where(TaskRow.state == state)
+        self._recorder.flush()
         with self._ctx.reading(Resource("task", "*")) as s:
             return [_info(row) for row in s.scalars(query)]
 
     def logs(self, task_id: int) -> str:
         """What the task printed (stdout and stderr; the last 64,000 characters)."""
+        self._recorder.flush()
         with self._ctx.reading(Resource("task", str(task_id))) as s:
             row = s.get(TaskRow, task_id)
             if row is None:
@@ -392,6 +408,7 @@ class TaskService:
             query = query.where(TaskRow.project == project)
         if site is not None:
             query = query.where(TaskRow.site == site)
+        self._recorder.flush()
         with self._ctx.reading(Resource("task", "*")) as s:
             return [
                 UsageRow(p, st, n, float(c or 0), float(g or 0), float(w or 0))
@@ -493,7 +510,7 @@ class TaskService:
         with self._lock:
             self._tracked[info.id] = tracked
         reason = _lost(info)
-        policy = self._sites.get(info.site).config().settings()
+        policy = self._sites.config(info.site).settings()
         retry = info.state == "new" or info.attempts <= policy.retries
         if info.spec.function is not None and retry:
             self._update(info.id, state="queued", error=f"retrying: {reason}")
@@ -517,15 +534,18 @@ class TaskService:
         for each in tracked:
             if each.timer is not None:
                 each.timer.cancel()
+        self._recorder.close()
 
     # -- recording ---------------------------------------------------------------------------
 
     def _finish(self, tracked: _Tracked, state: str, **values: Any) -> None:
         with self._lock:
             self._tracked.pop(tracked.task_id, None)
-        self._update(tracked.task_id, state=state, finished_at=utcnow(), **values)
+        self._recorder.update(tracked.task_id, state=state, finished_at=utcnow(), **values)
 
     def _update(self, task_id: int, **values: Any) -> None:
+        """Change a record now (off the hot path: cancels from outside, recovery)."""
+        self._recorder.flush()
         with self._ctx.db.session() as s:
             s.execute(update(TaskRow).where(TaskRow.id == task_id).values(**values))
 

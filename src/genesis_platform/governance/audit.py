@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from genesis_platform.catalog.tables import AuditRecord
+from genesis_platform.catalog.tables import AuditRecord, utcnow
 from genesis_platform.governance.authorize import Action, Resource
 from genesis_platform.governance.principal import Principal
 
@@ -40,6 +40,31 @@ class AuditLog:
                 decision=decision,
                 detail=dict(detail or {}),
             )
+        )
+
+    def append_many(
+        self,
+        session: Session,
+        principal: Principal,
+        entries: Sequence[tuple[Action, Resource, Mapping[str, Any] | None]],
+    ) -> None:
+        """Add one allowed record per ``(action, resource, detail)`` in one statement."""
+        if not entries:
+            return
+        session.execute(
+            insert(AuditRecord),
+            [
+                {
+                    "principal": str(principal),
+                    "action": action,
+                    "resource_kind": resource.kind,
+                    "resource_id": resource.id,
+                    "decision": "allow",
+                    "detail": dict(detail or {}),
+                    "at": utcnow(),
+                }
+                for action, resource, detail in entries
+            ],
         )
 
     def list(self, session: Session, limit: int = 100) -> Sequence[AuditRecord]:

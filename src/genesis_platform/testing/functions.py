@@ -25,6 +25,7 @@ __all__ = [
     "electrolyte_simulation",
     "exits_abruptly",
     "journaled",
+    "noop",
     "quadratic",
     "reaction_yield_simulation",
     "sleep_then_return",
@@ -67,6 +68,10 @@ def quadratic(**params: ParamValue) -> dict[str, float]:
     """
     numbers = [float(v) for v in params.values() if not isinstance(v, str | bool)]
     return {"value": sum((v - QUADRATIC_CENTER) ** 2 for v in numbers)}
+
+
+def noop() -> None:
+    """Do nothing: the task that dispatch benchmarks send."""
 
 
 def always_fails(**params: ParamValue) -> dict[str, float]:

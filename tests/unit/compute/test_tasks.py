@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from genesis_platform import Platform
 from genesis_platform.catalog.tables import TaskRow
 from genesis_platform.compute.protocols import Resources
+from genesis_platform.compute.tasks import TaskInfo
 from genesis_platform.errors import InvalidInput, NotFound, TaskFailed, TransientFailure
 from genesis_platform.testing import branin
 
@@ -34,6 +35,16 @@ def wait_for_state(platform: Platform, task_id: int, states: set[str], timeout: 
         assert time.monotonic() < deadline, f"task {task_id} stayed {state}"
         time.sleep(0.05)
     return state
+
+
+def wait_for_task(platform: Platform, timeout: float = 30) -> TaskInfo:
+    """The one task, once another process's record of it has been written."""
+    deadline = time.monotonic() + timeout
+    while not (tasks := platform.tasks.list()):
+        assert time.monotonic() < deadline, "no task was recorded"
+        time.sleep(0.02)
+    [task] = tasks
+    return task
 
 
 def test_a_callable_returns_its_value_and_is_recorded(platform: Platform) -> None:
@@ -125,7 +136,7 @@ def test_cancel_from_another_process(platform: Platform, genesis_home: Path) -> 
     with submitter:
         assert submitter.stdout is not None
         assert submitter.stdout.readline().strip() == "submitted"
-        [task] = platform.tasks.list()
+        task = wait_for_task(platform)
         wait_for_state(platform, task.id, {"active"})
         cli = subprocess.run(
             [sys.executable, "-m", "genesis_platform.cli", "task", "cancel", str(task.id)],
@@ -193,6 +204,8 @@ if __name__ == "__main__":
         p.tasks.submit(function="genesis_platform.testing.functions:journaled", kwargs={"x": 2})
     else:
         p.tasks.submit(command=[sys.executable, "-c", "import time; time.sleep(3)"])
+    while p.tasks.list()[0].state != "active":  # its record says it runs
+        time.sleep(0.01)
     print("submitted", flush=True)
     time.sleep(120)
 """
@@ -206,7 +219,6 @@ def run_victim(kind: str, env: dict[str, str]) -> None:
     with victim:
         assert victim.stdout is not None
         assert victim.stdout.readline().strip() == "submitted"
-        time.sleep(0.5)
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
 

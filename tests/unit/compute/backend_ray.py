@@ -1,0 +1,29 @@
+"""The Ray backend of the executor contract: one local Ray, started once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from genesis_platform.compute.protocols import Executor
+
+LOCAL_CPUS = 4
+"""Logical CPUs of the test session's local Ray (more than the machine may have: tasks sleep)."""
+
+
+def make_executor(max_workers: int) -> Executor:
+    try:
+        import ray
+    except ImportError as exc:
+        message = f"Ray is not installed ({exc}); pip install -e '.[ray]'"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from genesis_platform.compute.ray import RayExecutor
+
+    if not ray.is_initialized():
+        # Started here, not by an executor, so it outlives each test's executors; Ray stops
+        # it when the test session's process exits.
+        ray.init(address="local", num_cpus=LOCAL_CPUS, include_dashboard=False, log_to_driver=False)
+    return RayExecutor(max_workers=max_workers)

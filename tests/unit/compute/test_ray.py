@@ -1,0 +1,323 @@
+"""What only the Ray executor does: clusters, Ray's own cancel, lost workers, its options.
+
+Tests in this process share the test session's local Ray (``backend_ray``); those that need
+a Ray connection of their own (start a local Ray, join a running cluster) run a script in a
+subprocess, since Ray allows one connection per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import CancelledError
+from pathlib import Path
+
+import pytest
+
+from genesis_platform.compute.protocols import Executor, Resources, TaskSpec
+from genesis_platform.errors import ExecutorError, InvalidInput, TaskFailed, TransientFailure
+from tests.unit.compute import backend_ray
+
+try:
+    import ray  # noqa: F401  (only whether it imports)
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    message = f"Ray is not installed ({exc}); pip install -e '.[ray]'"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+from genesis_platform.compute.ray import RayExecutor
+
+FUNCTIONS = "genesis_platform.testing.functions"
+
+
+@pytest.fixture(scope="module")
+def executor() -> Iterator[Executor]:
+    shared = backend_ray.make_executor(max_workers=2)
+    yield shared
+    shared.shutdown(wait=True)
+
+
+def wait_for(path: Path, timeout: float = 60.0) -> str:
+    """Block until ``path`` has content (a task has started); return it."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text().strip()):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+    time.sleep(0.05)  # the writer may be halfway through its line
+    return path.read_text()
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+
+
+def gone_within(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(running(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def journaled(journal: Path, sleep_s: float = 60.0) -> TaskSpec:
+    """A callable that writes its worker's pid to ``journal``, then sleeps ``sleep_s``."""
+    env = {"GENESIS_TEST_JOURNAL": str(journal), "GENESIS_TEST_SLEEP": str(sleep_s)}
+    return TaskSpec(function=f"{FUNCTIONS}:journaled", kwargs={"x": 1.0}, env=env)
+
+
+# -- Ray's cancel and lost workers ------------------------------------------------------------
+
+
+def test_cancel_a_running_callable_ends_its_worker(executor: Executor, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    future = executor.submit(journaled(journal))
+    worker = json.loads(wait_for(journal))["pid"]
+    assert executor.cancel(future.external_id)
+    with pytest.raises(CancelledError):
+        future.result(timeout=1)
+    assert gone_within([worker], 10), "the Ray worker of a cancelled callable still runs"
+    assert executor.attach(future.external_id) is future
+    assert not executor.cancel(future.external_id)
+
+
+def test_cancel_a_running_command_kills_its_process_tree(
+    executor: Executor, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pids"
+    # The command starts a grandchild; a forced cancel (worker killed) would leave it behind.
+    code = (
+        "import os, subprocess, sys, time; "
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(marker)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}'); "
+        "time.sleep(60)"
+    )
+    future = executor.submit(TaskSpec(command=(sys.executable, "-c", code)))
+    pids = [int(pid) for pid in wait_for(marker).split()]
+    assert future.cancel()
+    # Sooner than the 5 s after which a stuck cancellation kills the worker instead.
+    assert gone_within(pids, 4), "the command or its child outlived the cancel"
+    assert executor.submit(TaskSpec(command=("true",))).result(timeout=60).output == 0
+
+
+def test_a_worker_killed_from_outside_is_a_transient_failure(
+    executor: Executor, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal.jsonl"
+    future = executor.submit(journaled(journal))
+    worker = json.loads(wait_for(journal))["pid"]
+    os.kill(worker, signal.SIGKILL)
+    with pytest.raises(TransientFailure, match="Ray lost the task") as info:
+        future.result(timeout=60)
+    assert info.value.details["external_id"] == future.external_id
+    task = TaskSpec(function=f"{FUNCTIONS}:quadratic", kwargs={"a": 1.3})
+    assert executor.submit(task).result(timeout=60).output == {"value": 1.0}
+
+
+def test_walltime_ends_a_callable_stuck_in_c_code(executor: Executor) -> None:
+    # system() waits for its child inside C, so SIGALRM's handler cannot run until it returns.
+    task = TaskSpec(
+        function="os:system", kwargs={"command": "sleep 8"}, resources=Resources(walltime_s=0.5)
+    )
+    start = time.monotonic()
+    with pytest.raises(TaskFailed, match="walltime exceeded"):
+        executor.submit(task).result(timeout=60)
+    assert time.monotonic() - start < 15
+
+
+def test_cores_are_ray_cpus(executor: Executor) -> None:
+    # Two tasks that each take all of the local Ray's CPUs cannot run at once.
+    whole = Resources(cores=backend_ray.LOCAL_CPUS)
+    sleep = (sys.executable, "-c", "import time; time.sleep(0.4)")
+    start = time.monotonic()
+    futures = [executor.submit(TaskSpec(command=sleep, resources=whole)) for _ in range(2)]
+    for future in futures:
+        future.result(timeout=60)
+    assert time.monotonic() - start >= 0.8
+
+
+# -- options ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"address": "not an address"}, "address"),
+        ({"address": "ray://"}, "address"),
+        ({"address": "localhost:99999"}, "address"),
+        ({"address": "http://localhost:6379"}, "address"),
+        ({"address": 6379}, "address"),
+        ({"num_cpus": 0}, "num_cpus"),
+        ({"num_cpus": 1.5}, "num_cpus"),
+        ({"num_cpus": True}, "num_cpus"),
+        ({"address": "auto", "num_cpus": 2}, "num_cpus"),
+        ({"max_workers": 0}, "max_workers"),
+    ],
+)
+def test_bad_options_name_the_field(options: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        RayExecutor(**options)  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+def test_an_address_where_nothing_listens_fails_at_once() -> None:
+    start = time.monotonic()
+    with pytest.raises(ExecutorError, match="cannot reach"):
+        RayExecutor(f"127.0.0.1:{free_port()}")
+    assert time.monotonic() - start < 5
+
+
+# -- connections of their own, in subprocesses -----------------------------------------------
+
+SCRIPT = """
+import json, sys
+import ray
+from genesis_platform.compute.protocols import TaskSpec
+from genesis_platform.compute.ray import RayExecutor
+
+address = None if sys.argv[1] == "-" else sys.argv[1]
+options = {"num_cpus": 1} if address is None else {}
+executor = RayExecutor(address, **options)
+task = TaskSpec(function="genesis_platform.testing.functions:quadratic", kwargs={"a": 1.3})
+result = executor.submit(task).result(timeout=60)
+command = executor.submit(TaskSpec(command=("echo", "hi"))).result(timeout=60)
+executor.shutdown(wait=True)
+print(json.dumps({
+    "output": result.output,
+    "external_id": result.external_id,
+    "logs": command.logs,
+    "max_workers": executor.max_workers,
+    "connected_after_shutdown": ray.is_initialized(),
+}))
+"""
+
+
+def run_script(address: str | None) -> dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, address or "-"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Cluster:
+    """A Ray head node started by ``ray start --block`` in its own session."""
+
+    def __init__(self) -> None:
+        self.port, self.client_port = free_port(), free_port()
+        # Short: Ray's socket paths live under it and must fit in 107 bytes.
+        self.temp_dir = tempfile.mkdtemp(prefix="gr-", dir="/tmp")
+        agent_ports = [free_port() for _ in range(4)]
+        argv = [
+            *("ray", "start", "--head", "--block", "--num-cpus", "2"),
+            *("--port", str(self.port), "--ray-client-server-port", str(self.client_port)),
+            *("--include-dashboard", "false", "--disable-usage-stats"),
+            *("--dashboard-agent-listen-port", str(agent_ports[0])),
+            *("--dashboard-agent-grpc-port", str(agent_ports[1])),
+            *("--runtime-env-agent-port", str(agent_ports[2])),
+            *("--metrics-export-port", str(agent_ports[3])),
+            *("--temp-dir", self.temp_dir),
+        ]
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        self.process = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        self.output: list[str] = []
+        self.ready = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        if not self.ready.wait(60):
+            self.stop()
+            raise AssertionError("ray start did not come up:\n" + "".join(self.output[-40:]))
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            if "Ray runtime started" in line:
+                self.ready.set()
+
+    def alive(self) -> bool:
+        status = subprocess.run(
+            ["ray", "status", "--address", f"127.0.0.1:{self.port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return self.process.poll() is None and status.returncode == 0
+
+    def stop(self) -> None:
+        """Stop this cluster only (``ray stop`` would stop every Ray on the machine)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):  # whatever is left of its processes
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.reader.join(10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    started = Cluster()
+    yield started
+    started.stop()
+
+
+@pytest.mark.parametrize("scheme", ["gcs", "ray-client"])
+def test_joins_a_running_cluster_and_leaves_it_running(cluster: Cluster, scheme: str) -> None:
+    port = cluster.port if scheme == "gcs" else cluster.client_port
+    address = f"127.0.0.1:{port}" if scheme == "gcs" else f"ray://127.0.0.1:{port}"
+    report = run_script(address)
+    assert report["output"] == {"value": 1.0}
+    assert str(report["external_id"]).startswith("ray:")
+    assert "hi" in str(report["logs"])
+    assert report["max_workers"] == 2  # the cluster's CPUs
+    assert report["connected_after_shutdown"] is False  # disconnected ...
+    assert cluster.alive()  # ... and the cluster runs on
+
+
+def test_starts_a_local_ray_and_stops_it() -> None:
+    report = run_script(None)
+    assert report["output"] == {"value": 1.0}
+    assert report["max_workers"] == 1
+    assert report["connected_after_shutdown"] is False
