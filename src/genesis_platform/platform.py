@@ -50,7 +50,7 @@ class Platform:
         self.datasets = DatasetService(self._ctx)
         self.models = ModelService(self._ctx)
         self.sites = SiteService(self._ctx)
-        self.tasks = TaskService(self._ctx, self.sites)
+        self.tasks = TaskService(self._ctx, self.sites, self.datasets)
         self.campaigns = CampaignService(self._ctx, self.datasets, self.models, self.tasks)
         self.stations = StationService(self._ctx)
         self.lineage = LineageService(self._ctx)

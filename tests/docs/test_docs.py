@@ -53,3 +53,29 @@ def test_cli_doc_lists_every_command() -> None:
     assert len(commands) >= 12
     missing = [command for command in commands if f"`{command}" not in doc]
     assert missing == []
+
+
+def _block(doc: str, heading: str, language: str) -> str:
+    text = (ROOT / "docs" / doc).read_text()
+    block = re.search(rf"## {heading}\n.*?```{language}\n(.*?)```", text, re.S)
+    assert block, f"docs/{doc} lost its {heading} example"
+    return block.group(1)
+
+
+def test_compute_doc_commands_run(tmp_path: Path) -> None:
+    env = {**os.environ, "GENESIS_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    for line in _block("compute.md", "Try it", "bash").splitlines():
+        done = subprocess.run(line.split(), env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{line}: {done.stderr}"
+
+
+def test_compute_doc_python_example_runs(tmp_path: Path) -> None:
+    script = tmp_path / "example.py"
+    script.write_text(_block("compute.md", "Tasks from Python", "python"))
+    env = {**os.environ, "GENESIS_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        ["python3", str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "{'value': 21.62" in done.stdout and "\n0\n" in done.stdout
+    assert "UsageRow(project='battery-lab'" in done.stdout

@@ -281,9 +281,10 @@ class TaskRow(Base):
 
     States are the DOE IRI job states: ``new`` (stored, not yet submitted), ``queued``
     (submitted; ``external_id`` set), ``active`` (running), ``completed``, ``failed``,
-    ``canceled``. ``owner`` names the process that follows the task
-    (``host:pid:start``); a restarted platform re-attaches or fails the tasks of owners that
-    are gone.
+    ``canceled``. ``outputs`` lists the files kept (path, digest, size) and
+    ``outputs_dataset`` the dataset version they were registered as. ``owner`` names the
+    process that follows the task (``host:pid:start``); a restarted platform re-attaches or
+    fails the tasks of owners that are gone.
     """
 
     __tablename__ = "tasks"
@@ -307,6 +308,8 @@ class TaskRow(Base):
     logs: Mapped[str] = mapped_column(Text, default="")
     exit_status: Mapped[int | None] = mapped_column()
     usage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    outputs: Mapped[list[Any]] = mapped_column(default=list)
+    outputs_dataset: Mapped[str] = mapped_column(String(220), default="")
     submitted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column()
     finished_at: Mapped[dt.datetime | None] = mapped_column()

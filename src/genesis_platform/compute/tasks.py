@@ -34,8 +34,8 @@ import shutil
 import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,7 +52,15 @@ from genesis_platform.compute.protocols import (
     TaskSpec,
 )
 from genesis_platform.compute.service import SiteInfo, SiteService
-from genesis_platform.compute.sites import LOCAL_SITE
+from genesis_platform.compute.sites import BATCH_KINDS, LOCAL_SITE
+from genesis_platform.compute.staging import (
+    TaskFiles,
+    collect_outputs,
+    register_outputs,
+    stage_inputs,
+    working_directory,
+)
+from genesis_platform.data.service import DatasetService
 from genesis_platform.errors import (
     ExecutorError,
     InvalidInput,
@@ -61,6 +69,7 @@ from genesis_platform.errors import (
     TransientFailure,
 )
 from genesis_platform.governance import Resource, ServiceContext
+from genesis_platform.provenance.graph import Edge, Node, ProvenanceGraph
 
 __all__ = ["TaskInfo", "TaskService", "UsageRow", "process_owner"]
 
@@ -115,6 +124,9 @@ class TaskInfo:
     finished_at: dt.datetime | None
     submitted_by: str
     cancel_requested: bool
+    files: TaskFiles = field(default_factory=TaskFiles)
+    outputs: tuple[Mapping[str, Any], ...] = ()
+    outputs_dataset: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,14 +152,17 @@ class _Tracked:
     attempts: int
     current: TaskFuture | None = None
     timer: threading.Timer | None = field(default=None, repr=False)
+    files: TaskFiles = field(default_factory=TaskFiles)
 
 
 class TaskService:
     """Tasks on the sites of one platform."""
 
-    def __init__(self, ctx: ServiceContext, sites: SiteService) -> None:
+    def __init__(self, ctx: ServiceContext, sites: SiteService, datasets: DatasetService) -> None:
         self._ctx = ctx
         self._sites = sites
+        self._datasets = datasets
+        self._outputs = ThreadPoolExecutor(1, thread_name_prefix="genesis-task-outputs")
         self._owner = process_owner()
         self._tracked: dict[int, _Tracked] = {}
         self._lock = threading.Lock()
@@ -169,16 +184,36 @@ class TaskService:
         resources: Resources | None = None,
         name: str = "",
         project: str = "",
+        inputs: Mapping[str, str] | None = None,
+        outputs: Sequence[str] | None = None,
+        register_outputs: str | None = None,
     ) -> CancellableFuture[Any]:
         """Run ``function(**kwargs)`` (or ``command``) on ``site``.
 
         The future's result is the function's return value (or the command's exit status,
         0); cancelling it cancels the task.
 
+        Args:
+            site: Where it runs (``genesis site list``).
+            function: ``"package.module:function"``, called with ``kwargs``.
+            kwargs: JSON-serializable keyword arguments.
+            command: argv of a command, instead of a function.
+            env: Extra environment variables.
+            cwd: Working directory (default: a fresh one when files are staged, else the
+                executor's).
+            resources: Nodes, cores, GPUs, memory, walltime.
+            name: A label for listings.
+            project: The project its usage counts for.
+            inputs: Folder of the working directory -> dataset ``NAME[@VERSION]`` whose
+                files are copied there before the task starts.
+            outputs: Glob patterns (relative to the working directory) of files to keep as
+                blobs when the task has completed; listed on its record.
+            register_outputs: Dataset that the kept files become the next version of.
+
         Raises:
             InvalidInput: a malformed task, a callable that cannot be imported, a command
-                that does not exist, or resources the site cannot give (naming the field);
-                nothing is stored or submitted.
+                that does not exist, resources the site cannot give, or bad inputs or
+                outputs (naming the field); nothing is stored or submitted.
             NotFound: no such site.
         """
         spec = TaskSpec(
@@ -190,9 +225,13 @@ class TaskService:
             resources=resources or Resources(),
             name=name,
         )
-        return _then(self.run(site, spec, project=project), lambda result: result.output)
+        files = TaskFiles.create(inputs, outputs, register_outputs)
+        future = self.run(site, spec, project=project, files=files)
+        return _then(future, lambda result: result.output)
 
-    def run(self, site: str, spec: TaskSpec, *, project: str = "") -> CancellableFuture[TaskResult]:
+    def run(
+        self, site: str, spec: TaskSpec, *, project: str = "", files: TaskFiles | None = None
+    ) -> CancellableFuture[TaskResult]:
         """Run ``spec`` on ``site``, recorded like :meth:`submit`.
 
         The future's result is the whole
@@ -205,12 +244,18 @@ class TaskService:
         config = self._sites.config(site)
         _check_for_site(spec, config.kind)
         self._ctx.authorize("run", Resource("site", site))
+        files = files or TaskFiles()
+        if files:
+            folder = Path(spec.cwd) if spec.cwd else working_directory(self._file_area(site))
+            stage_inputs(files, self._datasets, folder)
+            spec = replace(spec, cwd=str(folder))
         label = spec.name or spec.function or " ".join(spec.command or ())
         tracked = self._track(0, site, spec, attempts=0)
+        tracked.files = files
         values = {
             "site": site,
             "name": label,
-            "spec": spec.to_dict(),
+            "spec": {**spec.to_dict(), **({"files": files.to_dict()} if files else {})},
             "owner": self._owner,
             "project": project,
             "submitted_by": str(self._ctx.principal),
@@ -301,16 +346,10 @@ class TaskService:
         error = future.exception()
         if error is None:
             result: TaskResult = future.result()
-            exit_status = result.output if tracked.spec.command is not None else None
-            self._finish(
-                tracked,
-                "completed",
-                output=result.output,
-                logs=result.logs,
-                usage=_usage(result.usage, tracked.spec.resources),
-                exit_status=exit_status,
-            )
-            tracked.result.settle(result)
+            if tracked.files:  # keeping outputs is file work: not on the executor's thread
+                self._outputs.submit(self._complete, tracked, result)
+            else:
+                self._complete(tracked, result)
             return
         if isinstance(error, TransientFailure) and self._retry(tracked, error):
             return
@@ -323,6 +362,52 @@ class TaskService:
             usage=_usage(details.get("usage") or {}, tracked.spec.resources),
         )
         tracked.result.settle(error=error)
+
+    def _complete(self, tracked: _Tracked, result: TaskResult) -> None:
+        """Record a completed task (keeping its outputs first), then resolve its future."""
+        values: dict[str, Any] = {}
+        if tracked.files:
+            try:
+                values = self._keep_outputs(tracked)
+            except Exception as exc:
+                error = ExecutorError(f"the task ran, but its outputs were not kept: {exc}")
+                self._finish(tracked, "failed", error=_describe(error), logs=result.logs)
+                tracked.result.settle(error=error)
+                return
+        exit_status = result.output if tracked.spec.command is not None else None
+        self._finish(
+            tracked,
+            "completed",
+            output=result.output,
+            logs=result.logs,
+            usage=_usage(result.usage, tracked.spec.resources),
+            exit_status=exit_status,
+            **values,
+        )
+        tracked.result.settle(result)
+
+    def _keep_outputs(self, tracked: _Tracked) -> dict[str, Any]:
+        """Store the task's output files; register them as a dataset version if asked."""
+        assert tracked.spec.cwd is not None  # set when its inputs were staged
+        found, kept = collect_outputs(tracked.files, Path(tracked.spec.cwd), self._ctx.blobs)
+        version = register_outputs(tracked.files, found, self._datasets, tracked.task_id)
+        if version is None:
+            return {"outputs": kept}
+        edge = Edge(
+            Node("dataset_version", version.id), "wasGeneratedBy", Node("task", tracked.task_id)
+        )
+        with self._ctx.mutation("write", Resource("dataset", version.name), {"op": "task"}) as s:
+            ProvenanceGraph().record(s, [edge])
+        return {"outputs": kept, "outputs_dataset": version.ref}
+
+    def _file_area(self, site: str) -> Path:
+        """Where the working directories of ``site``'s staged tasks go."""
+        config = self._sites.config(site)
+        settings = config.settings()
+        if config.kind in BATCH_KINDS:
+            root = settings.work_dir or str(self._ctx.home / "sites" / site)
+            return Path(root) / "staging"
+        return self._ctx.home / "tasks"
 
     def _retry(self, tracked: _Tracked, error: BaseException) -> bool:
         """Schedule the next attempt after a transient failure; False if none is left."""
@@ -496,6 +581,7 @@ class TaskService:
         if future is None:
             return None
         tracked = self._track(info.id, info.site, info.spec, info.attempts)
+        tracked.files = info.files
         tracked.current = future
         with self._lock:
             self._tracked[info.id] = tracked
@@ -534,6 +620,7 @@ class TaskService:
         for each in tracked:
             if each.timer is not None:
                 each.timer.cancel()
+        self._outputs.shutdown(wait=True)
         self._recorder.close()
 
     # -- recording ---------------------------------------------------------------------------
@@ -662,12 +749,14 @@ def _describe(error: BaseException) -> str:
 
 
 def _info(row: TaskRow) -> TaskInfo:
+    spec = dict(row.spec)
+    files = TaskFiles.from_dict(spec.pop("files", None) or {})
     return TaskInfo(
         id=row.id,
         site=row.site,
         name=row.name,
         state=row.state,
-        spec=TaskSpec.from_dict(row.spec),
+        spec=TaskSpec.from_dict(spec),
         external_id=row.external_id,
         owner=row.owner,
         attempts=row.attempts,
@@ -681,4 +770,7 @@ def _info(row: TaskRow) -> TaskInfo:
         finished_at=row.finished_at,
         submitted_by=row.submitted_by,
         cancel_requested=row.cancel_requested,
+        files=files,
+        outputs=tuple(row.outputs or ()),
+        outputs_dataset=row.outputs_dataset,
     )

@@ -6,7 +6,7 @@ import builtins
 import datetime as dt
 import io
 import mimetypes
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,39 @@ class DatasetService:
         files = _collect(paths)
         refs = [(logical, self._ctx.blobs.put_file(real)) for logical, real in files]
         return self._add_blobs(name, refs, message)
+
+    def add_files(
+        self, name: str, files: Mapping[str, str | Path], *, message: str = ""
+    ) -> DatasetVersionInfo:
+        """The next version of dataset ``name`` (version 1 if it is new) made of ``files``.
+
+        Args:
+            name: Dataset name.
+            files: Logical path in the version -> the file to store there.
+            message: What this version is.
+
+        Raises:
+            InvalidInput: a bad name, no files, or a file that does not exist.
+        """
+        _check_name(name)
+        if not files:
+            raise InvalidInput("files", "no files given", "give at least one file")
+        for logical, real in files.items():
+            if not Path(real).is_file():
+                raise InvalidInput(f"files.{logical}", f"{real} is not a file", "check the path")
+        refs = [(logical, self._ctx.blobs.put_file(Path(real))) for logical, real in files.items()]
+        refs.sort(key=lambda pair: pair[0])
+
+        def add() -> DatasetVersionInfo:
+            with self._ctx.mutation("write", Resource("dataset", name), {"op": "add_files"}) as s:
+                dataset = s.scalar(select(Dataset).where(Dataset.name == name))
+                if dataset is None:
+                    dataset = Dataset(name=name, created_by=self._who)
+                    s.add(dataset)
+                    s.flush()
+                return self._new_version(s, dataset, refs, message)
+
+        return retry_conflicts(add)
 
     def add_table(
         self,

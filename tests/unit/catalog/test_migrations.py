@@ -31,4 +31,4 @@ def test_reopening_is_a_no_op(tmp_path: Path) -> None:
     with db.engine.connect() as connection:
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     db.close()
-    assert version == "0002"
+    assert version == "0003"

@@ -133,5 +133,5 @@ def test_processes_opening_a_new_catalog_at_once_migrate_it_once(tmp_path: Path)
     assert [proc.exitcode for proc in procs] == [0] * 4
     db = Database(url, migrate=False)
     with db.session(write=False) as s:
-        assert s.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
+        assert s.scalar(text("SELECT version_num FROM alembic_version")) == "0003"
     db.close()

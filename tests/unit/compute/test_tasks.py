@@ -10,6 +10,7 @@ import sys
 import time
 from concurrent.futures import CancelledError
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -276,3 +277,61 @@ def test_follow_of_a_lost_local_task_is_none_and_marks_it_failed(platform: Platf
     assert platform.tasks.follow(task.name) is None
     lost = platform.tasks.get(task.id)
     assert lost.state == "failed" and "lost" in lost.error
+
+
+STAGE = """
+import csv, pathlib
+def run():
+    rows = list(csv.DictReader(open("data/electrolyte_screen.csv")))
+    pathlib.Path("results").mkdir()
+    pathlib.Path("results/count.txt").write_text(str(len(rows)))
+    pathlib.Path("scratch.tmp").write_text("not kept")
+    return len(rows)
+"""
+
+
+def test_inputs_are_staged_and_outputs_kept_and_registered(
+    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = Path(__file__).parents[3] / "examples" / "data" / "electrolyte_screen.csv"
+    platform.datasets.add("screen", [source])
+    module = tmp_path / "stagejob.py"
+    module.write_text(STAGE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    future = platform.tasks.submit(
+        function="stagejob:run",
+        inputs={"data": "screen@1"},
+        outputs=["results/*.txt"],
+        register_outputs="screen-counts",
+    )
+    rows = future.result(timeout=60)
+    assert rows > 0
+    [task] = platform.tasks.list()
+    assert [o["path"] for o in task.outputs] == ["results/count.txt"]
+    assert task.outputs_dataset == "screen-counts@1"
+    version = platform.datasets.get("screen-counts")
+    [kept] = version.files
+    assert kept.path == "results/count.txt" and kept.digest == task.outputs[0]["digest"]
+    assert platform._ctx.blobs.read_bytes(kept.digest) == str(rows).encode()
+    assert "task" in platform.lineage.text("dataset", "screen-counts", 1)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"inputs": {"../up": "screen"}}, "inputs.../up"),
+        ({"inputs": {"data": "no-such-dataset"}}, "inputs.data"),
+        ({"inputs": {"data": "screen@x"}}, "inputs.data"),
+        ({"outputs": ["/etc/*"]}, "outputs[0]"),
+        ({"outputs": [""]}, "outputs[0]"),
+        ({"register_outputs": "x"}, "register_outputs"),
+    ],
+)
+def test_bad_files_are_refused_before_anything_runs(
+    platform: Platform, arguments: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidInput) as info:
+        platform.tasks.submit(command=["true"], **arguments)
+    assert info.value.field == field
+    assert count_tasks(platform) == 0
