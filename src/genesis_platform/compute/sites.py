@@ -14,6 +14,14 @@ kind                        options (all optional)
                             polling, default 1 s; PSI/J's own default of 30 s makes every job
                             take 30 s), ``queue``, ``account``, ``python`` (the interpreter
                             on the compute nodes, default this one), ``max_jobs`` (default 100)
+``slurm`` ... ``flux``,     ``pilot`` (true: run tasks in pilot jobs that each host a worker
+pilot mode                  pool, see :mod:`~genesis_platform.compute.pilot`; default false, one
+                            job per task), ``pilot_min`` (pilots kept when idle, default 0),
+                            ``pilot_max`` (default 1), ``pilot_workers`` (per pilot; default one
+                            per CPU of a whole node), ``pilot_idle_timeout_s`` (default 60 s),
+                            ``pilot_walltime_s`` (each pilot job's, default 3600 s),
+                            ``pilot_address`` (this machine's name or address as the compute
+                            nodes reach it; default its host name); ``max_jobs`` is unused
 every kind                  ``retries`` (resubmissions after a transient failure such as a
                             node failure or preemption, never after the task's own error;
                             default 2), ``retry_backoff_s`` (first wait, doubled each time;
@@ -36,7 +44,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from genesis_platform.compute.protocols import Executor
 from genesis_platform.errors import InvalidInput
@@ -93,6 +108,21 @@ class BatchOptions(_Options):
     account: str | None = None
     python: str = sys.executable
     max_jobs: int = Field(100, ge=1)
+    pilot: bool = False
+    pilot_max: int = Field(1, ge=1)
+    pilot_min: int = Field(0, ge=0)  # after pilot_max: its check reads pilot_max
+    pilot_workers: int | None = Field(None, ge=1)
+    pilot_idle_timeout_s: float = Field(60.0, gt=0.0, allow_inf_nan=False)
+    pilot_walltime_s: float = Field(3600.0, ge=10.0, allow_inf_nan=False)
+    pilot_address: str | None = Field(None, pattern=r"^[^\s:/]+$")
+
+    @field_validator("pilot_min")
+    @classmethod
+    def _at_most_pilot_max(cls, value: int, info: ValidationInfo) -> int:
+        most = info.data.get("pilot_max")
+        if most is not None and value > most:
+            raise ValueError(f"must not be more than pilot_max ({most})")
+        return value
 
 
 _OPTION_MODELS: dict[str, type[_Options]] = {
@@ -169,7 +199,10 @@ def validate_options(kind: str, options: Mapping[str, Any]) -> _Options:
         ) from None
 
 
-_FIXES = {"address": "use auto, ray://HOST:PORT or HOST:PORT; leave it out to start a local Ray"}
+_FIXES = {
+    "address": "use auto, ray://HOST:PORT or HOST:PORT; leave it out to start a local Ray",
+    "pilot_address": "a host name or IP address the compute nodes reach, e.g. login1",
+}
 
 
 def _hint(model: type[_Options], key: str) -> str:
@@ -208,8 +241,24 @@ def open_executor(config: SiteConfig, home: Path) -> Executor:
             num_cpus=settings.num_cpus,
             max_workers=settings.max_workers,
         )
-    module = _import_extra("genesis_platform.compute.psij", "hpc")
     work_dir = settings.work_dir or str(home / "sites" / config.name)
+    if settings.pilot:
+        pilot = _import_extra("genesis_platform.compute.pilot", "hpc")
+        return pilot.PilotExecutor(  # type: ignore[no-any-return]
+            config.kind,
+            work_dir=work_dir,
+            pilot_min=settings.pilot_min,
+            pilot_max=settings.pilot_max,
+            pilot_workers=settings.pilot_workers,
+            pilot_idle_timeout_s=settings.pilot_idle_timeout_s,
+            pilot_walltime_s=settings.pilot_walltime_s,
+            pilot_address=settings.pilot_address,
+            poll_interval_s=settings.poll_interval_s,
+            queue=settings.queue,
+            account=settings.account,
+            python=settings.python,
+        )
+    module = _import_extra("genesis_platform.compute.psij", "hpc")
     return module.PsijExecutor(  # type: ignore[no-any-return]
         config.kind,
         work_dir=work_dir,

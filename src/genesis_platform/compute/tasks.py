@@ -244,6 +244,7 @@ class TaskService:
         config = self._sites.config(site)
         _check_for_site(spec, config.kind)
         self._ctx.authorize("run", Resource("site", site))
+        self._sites.executor(site)  # opened here, not on the thread that writes the records
         files = files or TaskFiles()
         if files:
             folder = Path(spec.cwd) if spec.cwd else working_directory(self._file_area(site))

@@ -33,7 +33,7 @@ from genesis_platform.errors import ExecutorError, InvalidInput, TaskFailed, Tra
 from genesis_platform.testing import branin
 
 FUNCTIONS = "genesis_platform.testing.functions"
-BACKENDS = ["local", "ray", "slurm"]
+BACKENDS = ["local", "ray", "slurm", "slurm_pilot"]
 
 MakeExecutor = Callable[..., Executor]
 
