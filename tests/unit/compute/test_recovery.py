@@ -56,7 +56,7 @@ def add_site(platform: Platform, kind: str) -> str:
         return "hpc-pilot"
     if kind == "ray":
         pytest.importorskip("ray") if os.environ.get("CI") != "true" else None
-        platform.sites.add("cluster", "ray", {"num_cpus": 1})
+        platform.sites.add("cluster", "ray")  # shares a Ray this process may already have
         return "cluster"
     return "local"
 
