@@ -60,7 +60,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any
 
-from genesis_platform.compute.protocols import TaskFuture, TaskResult, TaskSpec
+from genesis_platform.compute.protocols import SiteLimits, TaskFuture, TaskResult, TaskSpec
 from genesis_platform.errors import ExecutorError, InvalidInput, TaskFailed, TransientFailure
 
 __all__ = ["LocalExecutor", "check_task", "resolve_function"]
@@ -185,6 +185,16 @@ class LocalExecutor:
         with self._lock:
             live = self._live.get(external_id)
         return None if live is None else live.future
+
+    def limits(self) -> SiteLimits:
+        """One node, this machine's CPUs and memory, no GPUs, no walltime limit."""
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+        return SiteLimits(
+            nodes=1,
+            cores_per_node=os.cpu_count() or 1,
+            gpus_per_node=0,
+            memory_mb_per_node=int(memory),
+        )
 
     def capacity(self) -> int:
         """Free slots: ``max_workers`` minus tasks waiting or running."""

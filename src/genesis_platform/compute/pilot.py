@@ -101,7 +101,13 @@ import psij
 
 from genesis_platform.compute.local import LocalExecutor, _default_workers, _EnvironmentSnapshot
 from genesis_platform.compute.local import check_task as _check_task
-from genesis_platform.compute.protocols import Resources, TaskFuture, TaskResult, TaskSpec
+from genesis_platform.compute.protocols import (
+    Resources,
+    SiteLimits,
+    TaskFuture,
+    TaskResult,
+    TaskSpec,
+)
 from genesis_platform.compute.psij import PsijExecutor
 from genesis_platform.errors import ExecutorError, InvalidInput, TaskFailed, TransientFailure
 
@@ -345,6 +351,10 @@ class PilotExecutor:
             self._start_failures = min(self._start_failures, _START_FAILURES - 1)
             self._changed.notify_all()
         return future
+
+    def limits(self) -> SiteLimits:
+        """The batch system's limits; a pilot holds one node, so one node per task."""
+        return dataclasses.replace(self._inner.limits(), nodes=1, walltime_s=self._longest_task)
 
     def capacity(self) -> int:
         """Free slots: ``pilot_max`` times the workers per pilot, minus unfinished tasks.

@@ -25,10 +25,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from genesis_platform.errors import InvalidInput
+
 __all__ = [
     "CancellableFuture",
     "Executor",
     "Resources",
+    "SiteLimits",
     "TaskFuture",
     "TaskResult",
     "TaskSpec",
@@ -54,6 +57,45 @@ class Resources:
     gpus: int = 0
     memory_mb: int | None = None
     walltime_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SiteLimits:
+    """The most a site can give one task; None where the site does not say.
+
+    An executor that knows its limits offers them through a ``limits()`` method, and the
+    task service refuses, before storing anything, a task that asks for more.
+
+    Attributes:
+        nodes: Nodes.
+        cores_per_node: CPU cores on one node.
+        gpus_per_node: GPUs on one node.
+        memory_mb_per_node: Memory of one node, MiB.
+        walltime_s: Longest walltime, s.
+    """
+
+    nodes: int | None = None
+    cores_per_node: int | None = None
+    gpus_per_node: int | None = None
+    memory_mb_per_node: int | None = None
+    walltime_s: float | None = None
+
+    def check(self, resources: Resources, site: str) -> None:
+        """Raise InvalidInput (field ``resources.<name>``) if ``resources`` asks too much."""
+        asked = (
+            ("nodes", resources.nodes, self.nodes, "nodes"),
+            ("cores", resources.cores, self.cores_per_node, "cores per node"),
+            ("gpus", resources.gpus, self.gpus_per_node, "GPUs per node"),
+            ("memory_mb", resources.memory_mb, self.memory_mb_per_node, "MiB per node"),
+            ("walltime_s", resources.walltime_s, self.walltime_s, "seconds of walltime"),
+        )
+        for name, value, most, what in asked:
+            if value is not None and most is not None and value > most:
+                raise InvalidInput(
+                    f"resources.{name}",
+                    f"site {site!r} has at most {most} {what}, the task asks for {value}",
+                    f"ask for at most {most}, or use another site",
+                )
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -78,7 +79,7 @@ from psij.executors.batch.batch_scheduler_executor import BatchSchedulerExecutor
 
 from genesis_platform.compute import worker
 from genesis_platform.compute.local import check_task
-from genesis_platform.compute.protocols import TaskFuture, TaskResult, TaskSpec
+from genesis_platform.compute.protocols import SiteLimits, TaskFuture, TaskResult, TaskSpec
 from genesis_platform.errors import ExecutorError, InvalidInput, TaskFailed, TransientFailure
 
 __all__ = ["KINDS", "PsijExecutor"]
@@ -171,6 +172,7 @@ class PsijExecutor:
         self._account = account
         self._python = python
         self._max_jobs = max_jobs
+        self._limits: SiteLimits | None = None
         self._lock = threading.Lock()
         self._ended = threading.Condition(self._lock)  # notified when a job leaves _jobs
         self._jobs: dict[str, _Job] = {}  # by external id
@@ -192,6 +194,15 @@ class PsijExecutor:
             self._psij = psij.JobExecutor.get_instance(kind, config=config)
         except Exception as exc:  # PSI/J raises ValueError, or the plugin's import error
             raise ExecutorError(f"PSI/J cannot load its {kind} executor: {exc}") from exc
+
+    def limits(self) -> SiteLimits:
+        """Slurm's nodes, CPUs and memory per node, and time limit of the queue (``sinfo``).
+
+        Asked once and kept; other batch systems (and a failed ``sinfo``) give no limits.
+        """
+        if self._limits is None:
+            self._limits = _slurm_limits(self._queue) if self.kind == "slurm" else SiteLimits()
+        return self._limits
 
     @property
     def max_jobs(self) -> int:
@@ -489,3 +500,49 @@ def _tail(path: Path) -> str:
         return path.read_text(encoding="utf-8", errors="replace")[-_TAIL_CHARS:]
     except OSError:
         return ""
+
+
+def _slurm_limits(queue: str | None) -> SiteLimits:
+    """The partition's node count, largest node (CPUs, MiB) and time limit, from ``sinfo``."""
+    argv = ["sinfo", "-h", "-o", "%D|%c|%m|%l"] + (["-p", queue] if queue else [])
+    try:
+        lines = subprocess.run(
+            argv, capture_output=True, text=True, timeout=30, check=True
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return SiteLimits()
+    nodes = cores = memory = 0
+    walltime: float | None = 0.0
+    for line in lines:
+        count, cpus, mem, limit = line.split("|")
+        nodes += _number(count)
+        cores, memory = max(cores, _number(cpus)), max(memory, _number(mem))
+        seconds = _slurm_duration(limit)
+        walltime = None if walltime is None or seconds is None else max(walltime, seconds)
+    if not nodes:
+        return SiteLimits()
+    return SiteLimits(
+        nodes=nodes,
+        cores_per_node=cores or None,
+        memory_mb_per_node=memory or None,
+        walltime_s=walltime or None,
+    )
+
+
+def _number(text: str) -> int:
+    digits = text.rstrip("+")
+    return int(digits) if digits.isdigit() else 0
+
+
+def _slurm_duration(text: str) -> float | None:
+    """Seconds of a Slurm time limit (``[D-]HH:MM:SS``, ``MM:SS``, ``MM``); None: infinite."""
+    if text in {"infinite", "UNLIMITED", "n/a"}:
+        return None
+    days, _, clock = text.rpartition("-")
+    parts = [int(p) for p in clock.split(":")] if clock else []
+    if len(parts) == 1:
+        parts = [0, parts[0], 0]  # minutes
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    hours, minutes, seconds = parts
+    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds

@@ -244,7 +244,10 @@ class TaskService:
         config = self._sites.config(site)
         _check_for_site(spec, config.kind)
         self._ctx.authorize("run", Resource("site", site))
-        self._sites.executor(site)  # opened here, not on the thread that writes the records
+        executor = self._sites.executor(site)  # opened here, not on the records' thread
+        limits = getattr(executor, "limits", None)
+        if limits is not None:
+            limits().check(spec.resources, site)
         files = files or TaskFiles()
         if files:
             folder = Path(spec.cwd) if spec.cwd else working_directory(self._file_area(site))
@@ -682,18 +685,6 @@ def _check_for_site(spec: TaskSpec, kind: str) -> None:
 
 
 def _check_local(spec: TaskSpec) -> None:
-    resources = spec.resources
-    if resources.nodes != 1:
-        raise InvalidInput("resources.nodes", "the local site has one node", "ask for 1 node")
-    if resources.gpus:
-        raise InvalidInput(
-            "resources.gpus", "the local site has no GPUs", "run it on a site with GPUs"
-        )
-    cpus = os.cpu_count() or 1
-    if resources.cores > cpus:
-        raise InvalidInput(
-            "resources.cores", f"this machine has {cpus} CPUs", f"ask for at most {cpus}"
-        )
     if spec.command is not None:
         program = spec.command[0]
         path = program if os.sep in program else shutil.which(program, path=spec.env.get("PATH"))

@@ -1,4 +1,6 @@
-"""A platform killed while its tasks run: the next one takes them over, site by site.
+"""Sites behind the task service: recovery after a crash, and the limits of batch nodes.
+
+A platform killed while its tasks run: the next one takes them over, site by site.
 
 A process submits a task on a site and is killed (SIGKILL) while the task runs. A new
 platform's ``recover()`` then re-attaches the task where the site can (a Slurm job keeps
@@ -18,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from genesis_platform import Platform
+from genesis_platform import InvalidInput, Platform
+from genesis_platform.compute.protocols import Resources
+from genesis_platform.compute.psij import _slurm_duration
 from tests.unit.compute.backend_slurm import POLL_INTERVAL_S, require_slurm
 
 VICTIM = """
@@ -109,3 +113,29 @@ def test_recover_after_the_platform_was_killed(
     assert done.output == {"value": pytest.approx(2.89)}
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
     assert len(lines) == runs
+
+
+@pytest.mark.parametrize(
+    ("resources", "field"),
+    [
+        ({"nodes": 2}, "resources.nodes"),
+        ({"cores": 1000}, "resources.cores"),
+        ({"memory_mb": 10**9}, "resources.memory_mb"),
+    ],
+)
+def test_a_batch_site_refuses_what_its_nodes_cannot_give(
+    platform: Platform, resources: dict[str, int], field: str
+) -> None:
+    site = add_site(platform, "slurm")
+    with pytest.raises(InvalidInput) as info:
+        platform.tasks.submit(site, command=["true"], resources=Resources(**resources))
+    assert info.value.field == field and "site 'hpc' has at most" in str(info.value)
+    assert platform.tasks.list() == []
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("infinite", None), ("30", 1800), ("1:30", 90), ("2:00:00", 7200), ("1-00:00:10", 86410)],
+)
+def test_slurm_time_limits_are_read(text: str, seconds: float | None) -> None:
+    assert _slurm_duration(text) == seconds
