@@ -32,6 +32,11 @@ Options are validated with pydantic when the site is added, from Python values o
 CLI's ``key=value`` strings, and stored as the validated JSON that :meth:`SiteConfig.to_dict`
 returns and :meth:`SiteConfig.from_dict` reads back unchanged. The built-in ``local`` site
 always exists and is not stored.
+
+Packages add site kinds through the ``genesis_platform.executors`` entry-point group: an
+entry point ``NAME = "package.module:factory"`` names a callable
+``factory(site_name, options, home) -> Executor``. Such a site takes the common options
+above, checked here, and any others, which are passed to the factory for it to check.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -58,11 +64,13 @@ from genesis_platform.errors import InvalidInput
 
 __all__ = [
     "BATCH_KINDS",
+    "ENTRY_POINT_GROUP",
     "KINDS",
     "LOCAL_SITE",
     "SiteConfig",
     "SiteKind",
     "open_executor",
+    "plugin_kinds",
     "site_options_help",
 ]
 
@@ -71,6 +79,8 @@ KINDS: tuple[str, ...] = get_args(SiteKind)
 BATCH_KINDS = ("slurm", "pbs", "lsf", "flux")
 LOCAL_SITE = "local"
 """The name of the built-in site: this machine's process pool."""
+ENTRY_POINT_GROUP = "genesis_platform.executors"
+"""Where packages add site kinds: ``NAME = "package.module:factory"``."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
@@ -125,11 +135,39 @@ class BatchOptions(_Options):
         return value
 
 
+class PluginOptions(_Options):
+    """Options of a kind that a plugin adds: the common ones here, the rest the plugin's."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
 _OPTION_MODELS: dict[str, type[_Options]] = {
     "local": LocalOptions,
     "ray": RayOptions,
     **{kind: BatchOptions for kind in BATCH_KINDS},
 }
+
+
+def plugin_kinds() -> dict[str, EntryPoint]:
+    """Site kinds added through the ``genesis_platform.executors`` entry points.
+
+    The built-in kinds cannot be replaced.
+    """
+    return {
+        entry.name: entry
+        for entry in entry_points(group=ENTRY_POINT_GROUP)
+        if entry.name not in _OPTION_MODELS
+    }
+
+
+def _options_model(kind: str) -> type[_Options]:
+    model = _OPTION_MODELS.get(kind)
+    if model is not None:
+        return model
+    if kind in plugin_kinds():
+        return PluginOptions
+    known = [*KINDS, *sorted(plugin_kinds())]
+    raise InvalidInput("kind", f"unknown site kind {kind!r}", f"use one of {known}")
 
 
 @dataclass(frozen=True)
@@ -157,8 +195,6 @@ class SiteConfig:
                 f"{name!r} is not a site name",
                 "use lower-case letters, digits, - and _, starting with a letter, e.g. hpc-1",
             )
-        if kind not in _OPTION_MODELS:
-            raise InvalidInput("kind", f"unknown site kind {kind!r}", f"use one of {list(KINDS)}")
         parsed = validate_options(kind, options or {})
         return cls(name, kind, parsed.model_dump(mode="json", exclude_unset=True))
 
@@ -182,7 +218,7 @@ def validate_options(kind: str, options: Mapping[str, Any]) -> _Options:
     Raises:
         InvalidInput: (field ``options.<key>``) an unknown option or a bad value.
     """
-    model = _OPTION_MODELS[kind]
+    model = _options_model(kind)
     try:
         return model.model_validate(dict(options))
     except ValidationError as exc:
@@ -230,6 +266,8 @@ def open_executor(config: SiteConfig, home: Path) -> Executor:
         ExecutorError: the backend cannot be reached.
     """
     settings = config.settings()
+    if config.kind not in _OPTION_MODELS:
+        return _open_plugin(config, settings, home)
     if config.kind == "local":
         from genesis_platform.compute.local import LocalExecutor
 
@@ -268,6 +306,23 @@ def open_executor(config: SiteConfig, home: Path) -> Executor:
         python=settings.python,
         max_jobs=settings.max_jobs,
     )
+
+
+def _open_plugin(config: SiteConfig, settings: _Options, home: Path) -> Executor:
+    """Call the plugin's factory: ``factory(name, options, home) -> Executor``.
+
+    ``options`` holds the site's options other than the common ones (``retries`` ...).
+    """
+    factory = plugin_kinds()[config.kind].load()
+    own = dict(settings.model_extra or {})
+    executor = factory(config.name, own, home)
+    if not isinstance(executor, Executor):
+        raise InvalidInput(
+            "kind",
+            f"the {config.kind!r} plugin made a {type(executor).__name__}, not an Executor",
+            "its factory must return an object with submit, cancel, attach, capacity, shutdown",
+        )
+    return executor
 
 
 def _import_extra(module: str, extra: str) -> Any:

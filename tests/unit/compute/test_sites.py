@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from genesis_platform import Platform
 from genesis_platform.catalog.tables import AuditRecord
-from genesis_platform.compute.sites import KINDS, SiteConfig
+from genesis_platform.compute.sites import KINDS, SiteConfig, plugin_kinds
 from genesis_platform.errors import InvalidInput, NotFound
 
 
@@ -127,3 +129,58 @@ def test_a_site_whose_check_task_fails_is_down(platform: Platform) -> None:
     info = platform.sites.check("broken")
     assert info.status == "down"
     assert "ExecutorError" in info.status_reason
+
+
+PLUGIN = """
+from genesis_platform.compute.local import LocalExecutor
+from genesis_platform.errors import InvalidInput
+
+
+def make(name, options, home):
+    if set(options) - {"workers"}:
+        raise InvalidInput(f"options.{sorted(set(options) - {'workers'})[0]}", "unknown option")
+    return LocalExecutor(max_workers=int(options.get("workers", 1)))
+
+
+def not_an_executor(name, options, home):
+    return object()
+"""
+
+
+@pytest.fixture
+def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed package (a dist-info on sys.path) that adds two site kinds."""
+    (tmp_path / "genesis_test_sites.py").write_text(PLUGIN)
+    info = tmp_path / "genesis_test_sites-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: genesis-test-sites\nVersion: 0.1\n"
+    )
+    (info / "entry_points.txt").write_text(
+        "[genesis_platform.executors]\n"
+        "pool = genesis_test_sites:make\n"
+        "broken = genesis_test_sites:not_an_executor\n"
+        "local = genesis_test_sites:make\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_a_plugin_adds_a_site_kind(platform: Platform, plugin: None) -> None:
+    assert set(plugin_kinds()) == {"pool", "broken"}  # "local" cannot be replaced
+    platform.sites.add("mine", "pool", {"workers": "2", "retries": "0"})
+    assert platform.sites.get("mine").options == {"workers": "2", "retries": 0}
+    assert platform.tasks.submit("mine", command=["true"]).result(timeout=60) == 0
+    assert platform.sites.executor("mine").capacity() == 2
+
+
+def test_a_plugins_errors_name_the_field(platform: Platform, plugin: None) -> None:
+    with pytest.raises(InvalidInput) as info:
+        SiteConfig.create("x", "nope")
+    assert info.value.field == "kind" and "pool" in str(info.value)
+    platform.sites.add("bad-option", "pool", {"colour": "red"})
+    with pytest.raises(InvalidInput) as info:
+        platform.sites.executor("bad-option")
+    assert info.value.field == "options.colour"
+    platform.sites.add("broken", "broken")
+    with pytest.raises(InvalidInput, match="not an Executor"):
+        platform.sites.executor("broken")
