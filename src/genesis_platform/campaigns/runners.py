@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from genesis_platform.campaigns.spec import FIDELITY, CampaignSpec, RunnerSpec
 from genesis_platform.compute.local import resolve_function
-from genesis_platform.compute.protocols import TaskResult, TaskSpec
+from genesis_platform.compute.protocols import TaskResult, TaskSpec, then
 from genesis_platform.compute.tasks import TaskService
 from genesis_platform.errors import CampaignSpecError, InvalidInput, NotFound, TaskFailed
 from genesis_platform.labs.protocols import Measurement, Operation, Station
@@ -33,9 +33,6 @@ __all__ = [
     "TrialRunner",
     "make_runner",
 ]
-
-T = TypeVar("T")
-U = TypeVar("U")
 
 
 @dataclass(frozen=True)
@@ -101,7 +98,7 @@ class StationRunner(_InProcessRunner):
 
     def start(self, external_id: str, params: Mapping[str, ParamValue]) -> Future[Outcome]:
         """Send the operation to the station."""
-        return _then(self._station.run(Operation(external_id, dict(params))), _from_measurement)
+        return then(self._station.run(Operation(external_id, dict(params))), _from_measurement)
 
     def close(self, abort: bool = False) -> None:
         """Release the station, aborting its operations first if asked."""
@@ -136,7 +133,7 @@ class SiteRunner(_InProcessRunner):
         """Submit the function call to the site with the most free slots."""
         site = self._choose_site()
         task = TaskSpec(function=self._function, kwargs=dict(params), name=external_id)
-        future = _then(self._tasks.run(site, task, project=self._project), _from_task_result)
+        future = then(self._tasks.run(site, task, project=self._project), _from_task_result)
         with self._lock:
             self._inflight[future] = site
         future.add_done_callback(self._forget)
@@ -145,7 +142,7 @@ class SiteRunner(_InProcessRunner):
     def reattach(self, external_id: str) -> Future[Outcome] | None:
         """The trial's task, found by its external id (None when it was lost)."""
         found = self._tasks.follow(external_id)
-        return None if found is None else _then(found, _from_task_result)
+        return None if found is None else then(found, _from_task_result)
 
     def close(self, abort: bool = False) -> None:
         """With ``abort``, cancel the trials' tasks still in flight (the sites stay open)."""
@@ -330,21 +327,6 @@ def _from_task_result(result: TaskResult) -> Outcome:
         if isinstance(value, int | float) and not isinstance(value, bool):
             values[str(key)] = float(value)
     return Outcome(values, dict(result.usage))
-
-
-def _then(future: Future[T], convert: Callable[[T], U]) -> Future[U]:
-    """A future of ``convert(future.result())``, failing as ``future`` or ``convert`` fails."""
-    out: Future[U] = Future()
-    out.set_running_or_notify_cancel()
-
-    def done(source: Future[T]) -> None:
-        try:
-            out.set_result(convert(source.result()))
-        except BaseException as exc:
-            out.set_exception(exc)
-
-    future.add_done_callback(done)
-    return out
 
 
 def finite_values(values: Mapping[str, Any]) -> dict[str, float]:

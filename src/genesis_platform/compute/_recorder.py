@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -25,6 +26,8 @@ from genesis_platform.governance import Resource, ServiceContext
 __all__ = ["Recorder"]
 
 _log = logging.getLogger(__name__)
+_RETRY_S = 0.5
+"""After a failed write (e.g. the database is locked), wait this long before the next."""
 _GATHER_S = 0.002
 """Under load, how long the writer waits for a batch to gather before writing it."""
 
@@ -69,7 +72,13 @@ class Recorder:
             self._cond.notify()
 
     def flush(self) -> None:
-        """Block until everything queued before this call is written."""
+        """Block until everything queued before this call is written.
+
+        From the writer's own thread (a callback of a write), return at once: what is
+        queued is written right after.
+        """
+        if threading.current_thread() is self._thread:
+            return
         with self._cond:
             self._queued += 1
             target = self._queued
@@ -100,15 +109,25 @@ class Recorder:
                 inserts, self._inserts = self._inserts, []
                 updates, self._updates = self._updates, {}
                 target = self._queued
-            self._write(inserts, updates)
+            written = self._write(inserts, updates)
             self._busy = len(inserts) + len(updates) > 1
+            if not written:  # put the changes back (newer ones win) and try again soon
+                with self._cond:
+                    for task_id, values in updates.items():
+                        self._updates[task_id] = {**values, **self._updates.get(task_id, {})}
+                time.sleep(_RETRY_S)
+                continue
             with self._cond:
                 self._written = max(self._written, target)
                 self._cond.notify_all()
 
-    def _write(self, inserts: list[_Insert], updates: dict[int, dict[str, Any]]) -> None:
+    def _write(self, inserts: list[_Insert], updates: dict[int, dict[str, Any]]) -> bool:
+        """One transaction; False (changes not written, to be retried) if it failed.
+
+        New rows that could not be written fail their tasks instead: those never ran.
+        """
         if not (inserts or updates):
-            return
+            return True
         ids: list[int] = []
         try:
             with self._ctx.db.session() as s:
@@ -126,15 +145,24 @@ class Recorder:
                     )
                 for keys, group in _by_keys(updates).items():
                     s.execute(_update_statement(keys), group)  # one executemany per column set
-        except BaseException as exc:
+        except Exception as exc:
             _log.exception(
                 "task records not written: %d new, %d changed", len(inserts), len(updates)
             )
             for pending in inserts:
-                pending.fail(exc)
-            return
+                _call(pending.fail, exc)
+            return not updates
         for pending, task_id in zip(inserts, ids, strict=True):
-            pending.then(task_id)
+            _call(pending.then, task_id)
+        return True
+
+
+def _call(callback: Callable[[Any], object], argument: Any) -> None:
+    """Run a write's callback; its failure must not stop the writer."""
+    try:
+        callback(argument)
+    except Exception:
+        _log.exception("a task record callback failed")
 
 
 _Rows = list[dict[str, Any]]

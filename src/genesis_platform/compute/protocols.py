@@ -35,9 +35,11 @@ __all__ = [
     "TaskFuture",
     "TaskResult",
     "TaskSpec",
+    "then",
 ]
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 @dataclass(frozen=True)
@@ -281,3 +283,24 @@ class Executor(Protocol):
     def shutdown(self, wait: bool = True) -> None:
         """Stop accepting tasks; with ``wait``, block until running ones finish."""
         ...
+
+
+def then(source: Future[T], convert: Callable[[T], U]) -> CancellableFuture[U]:
+    """A future of ``convert(source.result())``, failing as either fails.
+
+    Cancelling it cancels ``source`` (for a :class:`CancellableFuture`, even while its work
+    runs); a cancelled ``source`` cancels it.
+    """
+    out: CancellableFuture[U] = CancellableFuture(source.cancel)
+
+    def done(finished: Future[T]) -> None:
+        if finished.cancelled():
+            out.cancel()
+            return
+        try:
+            out.settle(convert(finished.result()))
+        except BaseException as exc:
+            out.settle(error=exc)
+
+    source.add_done_callback(done)
+    return out

@@ -218,12 +218,13 @@ def _probe(open_site: Callable[[], Executor], timeout: float) -> tuple[SiteStatu
     """Open the site and run the check task, all within ``timeout`` seconds."""
     start = time.monotonic()
     outcome: Future[tuple[Executor, TaskResult]] = Future()
+    submitted: list[Future[TaskResult]] = []
 
     def run() -> None:
         try:
             executor = open_site()
-            result = executor.submit(TaskSpec(function=PROBE, name="site check")).result()
-            outcome.set_result((executor, result))
+            submitted.append(executor.submit(TaskSpec(function=PROBE, name="site check")))
+            outcome.set_result((executor, submitted[0].result()))
         except BaseException as exc:  # any failure of the site means it is down
             outcome.set_exception(exc)
 
@@ -232,6 +233,8 @@ def _probe(open_site: Callable[[], Executor], timeout: float) -> tuple[SiteStatu
     try:
         executor, result = outcome.result(timeout=timeout)
     except TimeoutError:
+        for check in submitted:
+            check.cancel()  # leave no check job behind in a batch queue
         return "down", f"no answer within the check timeout of {timeout:g} s", None
     except Exception as exc:
         return "down", f"{type(exc).__name__}: {exc}", None

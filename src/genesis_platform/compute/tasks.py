@@ -29,15 +29,16 @@ import builtins
 import concurrent.futures
 import contextlib
 import datetime as dt
+import logging
 import os
 import shutil
 import socket
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import func, select, update
 
@@ -50,6 +51,7 @@ from genesis_platform.compute.protocols import (
     TaskFuture,
     TaskResult,
     TaskSpec,
+    then,
 )
 from genesis_platform.compute.service import SiteInfo, SiteService
 from genesis_platform.compute.sites import BATCH_KINDS, LOCAL_SITE
@@ -63,6 +65,7 @@ from genesis_platform.compute.staging import (
 from genesis_platform.data.service import DatasetService
 from genesis_platform.errors import (
     ExecutorError,
+    GenesisError,
     InvalidInput,
     NotFound,
     TaskFailed,
@@ -73,8 +76,7 @@ from genesis_platform.provenance.graph import Edge, Node, ProvenanceGraph
 
 __all__ = ["TaskInfo", "TaskService", "UsageRow", "process_owner"]
 
-T = TypeVar("T")
-U = TypeVar("U")
+_log = logging.getLogger(__name__)
 ACTIVE_STATES = ("new", "queued", "active")
 FINAL_STATES = ("completed", "failed", "canceled")
 _CANCEL_POLL_S = 0.5
@@ -163,6 +165,7 @@ class TaskService:
         self._sites = sites
         self._datasets = datasets
         self._outputs = ThreadPoolExecutor(1, thread_name_prefix="genesis-task-outputs")
+        self._dispatcher = ThreadPoolExecutor(1, thread_name_prefix="genesis-task-dispatch")
         self._owner = process_owner()
         self._tracked: dict[int, _Tracked] = {}
         self._lock = threading.Lock()
@@ -227,7 +230,7 @@ class TaskService:
         )
         files = TaskFiles.create(inputs, outputs, register_outputs)
         future = self.run(site, spec, project=project, files=files)
-        return _then(future, lambda result: result.output)
+        return then(future, lambda result: result.output)
 
     def run(
         self, site: str, spec: TaskSpec, *, project: str = "", files: TaskFiles | None = None
@@ -265,21 +268,30 @@ class TaskService:
             "submitted_by": str(self._ctx.principal),
             "submitted_at": utcnow(),
         }
+        if self._closed.is_set():
+            raise ExecutorError("the task service is closed; open the platform again")
         self._recorder.insert(
-            values, lambda task_id: self._stored(tracked, task_id), tracked.result.settle_error
+            values,
+            lambda task_id: self._stored(tracked, task_id),
+            lambda error: self._not_stored(tracked, error),
         )
         return tracked.result
 
     def _stored(self, tracked: _Tracked, task_id: int) -> None:
-        """The task's record committed: follow it and dispatch it (unless cancelled)."""
+        """The task's record committed: follow it, and dispatch it from the dispatch thread.
+
+        Runs on the records' thread, which must go on writing: submitting (an ``sbatch``)
+        and resolving futures (user callbacks) happen elsewhere.
+        """
         tracked.task_id = task_id
-        if tracked.result.cancelled():
-            self._recorder.update(task_id, state="canceled", error="canceled", finished_at=utcnow())
-            return
         with self._lock:
             self._tracked[task_id] = tracked
-        self._dispatch(tracked)
+        self._dispatcher.submit(self._dispatch, tracked)
         self._start_watcher()
+
+    def _not_stored(self, tracked: _Tracked, error: BaseException) -> None:
+        """The record could not be written: the task never ran; fail its future."""
+        self._dispatcher.submit(tracked.result.settle_error, error)
 
     def follow(self, name: str) -> CancellableFuture[TaskResult] | None:
         """The future of the newest task called ``name``, for a process that restarted.
@@ -305,7 +317,11 @@ class TaskService:
             return _recorded(info)
         if owner_alive(info.owner) or not info.external_id or not self._claim(info.id, info.owner):
             return None
-        future = self._attach(info)
+        try:
+            future = self._attach(info)
+        except ExecutorError:
+            self._unclaim(info.id, info.owner)
+            return None
         if future is None:
             self._update(info.id, state="failed", error=_lost(info), finished_at=utcnow())
             return None
@@ -319,7 +335,10 @@ class TaskService:
 
     def _dispatch(self, tracked: _Tracked) -> None:
         """Submit one attempt of ``tracked`` and store its external id."""
-        spec = TaskSpec(**{**tracked.spec.__dict__, "task_id": str(tracked.task_id)})
+        if tracked.result.done():  # cancelled before this attempt was sent
+            self._finish(tracked, "canceled", error="canceled")
+            return
+        spec = replace(tracked.spec, task_id=str(tracked.task_id))
         tracked.attempts += 1
         try:
             future = self._sites.executor(tracked.site).submit(spec)
@@ -336,6 +355,8 @@ class TaskService:
         )
         future.add_start_callback(lambda f: self._started(tracked, f))
         future.add_done_callback(lambda f: self._done(tracked, f))
+        if tracked.result.cancelled():  # cancelled while it was being sent
+            future.cancel()
 
     def _started(self, tracked: _Tracked, future: TaskFuture) -> None:
         if tracked.current is future and not future.done():
@@ -351,7 +372,10 @@ class TaskService:
         if error is None:
             result: TaskResult = future.result()
             if tracked.files:  # keeping outputs is file work: not on the executor's thread
-                self._outputs.submit(self._complete, tracked, result)
+                try:
+                    self._outputs.submit(self._complete, tracked, result)
+                except RuntimeError:  # the service is closing: keep them on this thread
+                    self._complete(tracked, result)
             else:
                 self._complete(tracked, result)
             return
@@ -382,6 +406,7 @@ class TaskService:
         self._finish(
             tracked,
             "completed",
+            error="",
             output=result.output,
             logs=result.logs,
             usage=_usage(result.usage, tracked.spec.resources),
@@ -523,10 +548,13 @@ class TaskService:
             return self._cancel_tracked(tracked)
         with self._ctx.mutation("run", Resource("task", str(task_id)), {"cancel": True}) as s:
             s.execute(update(TaskRow).where(TaskRow.id == task_id).values(cancel_requested=True))
-        if not owner_alive(info.owner):
+        if not owner_alive(info.owner) and self._claim(task_id, info.owner):
+            # Claimed first, so that a recover() elsewhere does not resubmit it meanwhile.
             if info.external_id:
-                with contextlib.suppress(Exception):
-                    self._sites.executor(info.site).cancel(info.external_id)
+                with contextlib.suppress(GenesisError, OSError):
+                    attached = self._sites.executor(info.site).attach(info.external_id)
+                    if attached is not None:
+                        attached.cancel()
             self._update(task_id, state="canceled", error="canceled", finished_at=utcnow())
         return True
 
@@ -550,9 +578,10 @@ class TaskService:
         """Take over the unfinished tasks of owners that are gone.
 
         Returns:
-            Counts: ``reattached``, ``resubmitted``, ``failed``.
+            Counts: ``reattached``, ``resubmitted``, ``failed``, and ``deferred`` (the site
+            could not be asked now; a later call tries again).
         """
-        counts = {"reattached": 0, "resubmitted": 0, "failed": 0}
+        counts = {"reattached": 0, "resubmitted": 0, "failed": 0, "deferred": 0}
         with self._ctx.reading(Resource("task", "*")) as s:
             orphans = [
                 (row.id, row.owner)
@@ -561,10 +590,26 @@ class TaskService:
             ]
         for task_id, old_owner in orphans:
             if self._claim(task_id, old_owner):
-                counts[self._adopt(self.get(task_id))] += 1
+                counts[self._adopt(self.get(task_id), old_owner)] += 1
         if any(counts.values()):
             self._start_watcher()
         return counts
+
+    def _unclaim(self, task_id: int, old_owner: str) -> None:
+        """Give a claimed task back to its ended owner, for a later recovery."""
+        with self._ctx.mutation("run", Resource("task", str(task_id)), {"recover": False}) as s:
+            s.execute(
+                update(TaskRow)
+                .where(TaskRow.id == task_id, TaskRow.owner == self._owner)
+                .values(owner=old_owner)
+            )
+
+    def _outlives_platform(self, site: str) -> bool:
+        """Whether the site's tasks run on when the platform stops (batch jobs, plugins)."""
+        config = self._sites.config(site)
+        if config.kind in ("local", "ray"):
+            return False
+        return not (config.kind in BATCH_KINDS and config.settings().pilot)
 
     def _claim(self, task_id: int, old_owner: str) -> bool:
         """Become the owner of ``task_id`` unless another process did first."""
@@ -577,11 +622,18 @@ class TaskService:
             return bool(getattr(claimed, "rowcount", 0))
 
     def _attach(self, info: TaskInfo) -> CancellableFuture[TaskResult] | None:
-        """Follow a claimed task of an ended owner through its site, if the site can."""
-        future = None
-        if info.external_id:
-            with contextlib.suppress(ExecutorError, InvalidInput, NotFound):
-                future = self._sites.executor(info.site).attach(info.external_id)
+        """Follow a claimed task of an ended owner through its site, if the site can.
+
+        Raises:
+            ExecutorError: the site cannot be asked now (e.g. the batch system is down):
+                the task is neither followed nor lost.
+        """
+        if not info.external_id:
+            return None
+        try:
+            future = self._sites.executor(info.site).attach(info.external_id)
+        except (InvalidInput, NotFound) as exc:  # the site was removed or cannot be opened
+            raise ExecutorError(f"site {info.site!r} cannot be asked: {exc}") from exc
         if future is None:
             return None
         tracked = self._track(info.id, info.site, info.spec, info.attempts)
@@ -593,13 +645,25 @@ class TaskService:
         self._start_watcher()
         return tracked.result
 
-    def _adopt(self, info: TaskInfo) -> str:
-        if self._attach(info) is not None:
-            return "reattached"
+    def _adopt(self, info: TaskInfo, old_owner: str) -> str:
+        """Re-attach, resubmit or fail a claimed task of an ended owner; say which."""
+        try:
+            if self._attach(info) is not None:
+                return "reattached"
+        except ExecutorError:
+            self._unclaim(info.id, old_owner)  # a later recover() tries again
+            return "deferred"
         tracked = self._track(info.id, info.site, info.spec, info.attempts)
         with self._lock:
             self._tracked[info.id] = tracked
         reason = _lost(info)
+        if self._outlives_platform(info.site):
+            # Its job may exist though its id was never recorded (the platform stopped
+            # between sbatch and the record): submitting again could run it twice.
+            reason += "; not resubmitted, as its job may still run: check the batch system"
+            self._finish(tracked, "failed", error=reason)
+            tracked.result.settle(error=TransientFailure(reason))
+            return "failed"
         policy = self._sites.config(info.site).settings()
         retry = info.state == "new" or info.attempts <= policy.retries
         if info.spec.function is not None and retry:
@@ -624,6 +688,7 @@ class TaskService:
         for each in tracked:
             if each.timer is not None:
                 each.timer.cancel()
+        self._dispatcher.shutdown(wait=True)
         self._outputs.shutdown(wait=True)
         self._recorder.close()
 
@@ -652,22 +717,28 @@ class TaskService:
     def _watch_cancels(self) -> None:
         """Cancel the tasks of this process that another process asked to cancel."""
         while not self._closed.wait(_CANCEL_POLL_S):
+            try:
+                self._cancel_requested()
+            except Exception:  # e.g. the catalog is locked: ask again next time
+                _log.exception("reading cancel requests failed")
+
+    def _cancel_requested(self) -> None:
+        with self._lock:
+            if not self._tracked:
+                return
+        with self._ctx.db.session(write=False) as s:
+            wanted = s.scalars(
+                select(TaskRow.id).where(
+                    TaskRow.owner == self._owner,
+                    TaskRow.cancel_requested.is_(True),
+                    TaskRow.state.in_(ACTIVE_STATES),
+                )
+            ).all()
+        for task_id in wanted:
             with self._lock:
-                if not self._tracked:
-                    continue
-            with self._ctx.db.session(write=False) as s:
-                wanted = s.scalars(
-                    select(TaskRow.id).where(
-                        TaskRow.owner == self._owner,
-                        TaskRow.cancel_requested.is_(True),
-                        TaskRow.state.in_(ACTIVE_STATES),
-                    )
-                ).all()
-            for task_id in wanted:
-                with self._lock:
-                    tracked = self._tracked.get(task_id)
-                if tracked is not None:
-                    self._cancel_tracked(tracked)
+                tracked = self._tracked.get(task_id)
+            if tracked is not None:
+                self._cancel_tracked(tracked)
 
 
 def _check_for_site(spec: TaskSpec, kind: str) -> None:
@@ -717,23 +788,6 @@ def _recorded(info: TaskInfo) -> CancellableFuture[TaskResult]:
     else:
         future.settle(error=TaskFailed(info.error, usage=dict(info.usage)))
     return future
-
-
-def _then(source: CancellableFuture[T], convert: Callable[[T], U]) -> CancellableFuture[U]:
-    """A future of ``convert(source.result())``; cancelling it cancels ``source``."""
-    out: CancellableFuture[U] = CancellableFuture(source.cancel)
-
-    def done(finished: Future[T]) -> None:
-        if finished.cancelled():
-            out.cancel()
-            return
-        try:
-            out.settle(convert(finished.result()))
-        except BaseException as exc:
-            out.settle(error=exc)
-
-    source.add_done_callback(done)
-    return out
 
 
 def _describe(error: BaseException) -> str:

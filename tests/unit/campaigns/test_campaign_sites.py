@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
-from genesis_platform import CampaignSpecError, Platform, on_site
+from genesis_platform import CampaignSpec, CampaignSpecError, Platform, on_site
+from genesis_platform.campaigns.runners import make_runner
 
 SIMULATION = "genesis_platform.testing.functions:sleep_then_return"
 SPACE = {"a": {"type": "real", "low": 0.0, "high": 1.0}}
@@ -73,3 +75,25 @@ def test_a_site_list_must_hold_different_sites(platform: Platform, sites: list[s
     with pytest.raises(CampaignSpecError) as info:
         create(platform, {"site": sites, "function": SIMULATION})
     assert info.value.field == "runner.site"
+
+
+def test_aborting_a_site_runner_cancels_its_tasks(platform: Platform) -> None:
+    spec = CampaignSpec.from_dict(
+        {
+            "name": "abort",
+            "space": {"seconds": {"type": "real", "low": 30.0, "high": 31.0}},
+            "objectives": {"value": "min"},
+            "runner": {"site": "local", "function": SIMULATION},
+        }
+    )
+    runner = make_runner(spec, platform.tasks)
+    future = runner.start("site:local:trial-1.1", {"seconds": 30.0})
+    deadline = time.monotonic() + 30
+    while not platform.tasks.list() or platform.tasks.list()[0].state != "active":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    runner.close(abort=True)
+    assert future.cancelled()
+    while platform.tasks.list()[0].state != "canceled":
+        assert time.monotonic() < deadline, "the trial's task was not cancelled"
+        time.sleep(0.02)

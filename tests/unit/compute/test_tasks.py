@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import CancelledError
 from pathlib import Path
@@ -19,7 +21,13 @@ from genesis_platform import Platform
 from genesis_platform.catalog.tables import TaskRow
 from genesis_platform.compute.protocols import Resources
 from genesis_platform.compute.tasks import TaskInfo
-from genesis_platform.errors import InvalidInput, NotFound, TaskFailed, TransientFailure
+from genesis_platform.errors import (
+    ExecutorError,
+    InvalidInput,
+    NotFound,
+    TaskFailed,
+    TransientFailure,
+)
 from genesis_platform.testing import branin
 
 FUNCTIONS = "genesis_platform.testing.functions"
@@ -196,13 +204,15 @@ def test_usage_is_summed_per_project_and_site(platform: Platform) -> None:
 
 
 VICTIM = """
-import sys, time
+import os, sys, time
 from genesis_platform import Platform
 if __name__ == "__main__":
     p = Platform.open()
     kind = sys.argv[1]
     if kind == "function":
         p.tasks.submit(function="genesis_platform.testing.functions:journaled", kwargs={"x": 2})
+        while not os.path.exists(os.environ["GENESIS_TEST_JOURNAL"]):  # it has begun
+            time.sleep(0.01)
     else:
         p.tasks.submit(command=[sys.executable, "-c", "import time; time.sleep(3)"])
     while p.tasks.list()[0].state != "active":  # its record says it runs
@@ -235,7 +245,7 @@ def test_recover_resubmits_a_callable_lost_with_its_process(
         [task] = platform.tasks.list()
         assert task.state in {"queued", "active"}
         counts = platform.tasks.recover()
-        assert counts == {"reattached": 0, "resubmitted": 1, "failed": 0}
+        assert counts == {"reattached": 0, "resubmitted": 1, "failed": 0, "deferred": 0}
         assert wait_for_state(platform, task.id, {"completed", "failed"}) == "completed"
     finally:
         del os.environ["GENESIS_TEST_JOURNAL"]
@@ -243,13 +253,23 @@ def test_recover_resubmits_a_callable_lost_with_its_process(
     assert recovered.attempts == 2 and recovered.output == {"value": pytest.approx(2.89)}
     runs = [json.loads(line) for line in journal.read_text().splitlines()]
     assert len(runs) == 2 and runs[0]["pid"] != runs[1]["pid"]
-    assert platform.tasks.recover() == {"reattached": 0, "resubmitted": 0, "failed": 0}
+    assert platform.tasks.recover() == {
+        "reattached": 0,
+        "resubmitted": 0,
+        "failed": 0,
+        "deferred": 0,
+    }
 
 
 def test_recover_fails_a_lost_command_rather_than_run_it_twice(platform: Platform) -> None:
     run_victim("command", dict(os.environ))
     [task] = platform.tasks.list()
-    assert platform.tasks.recover() == {"reattached": 0, "resubmitted": 0, "failed": 1}
+    assert platform.tasks.recover() == {
+        "reattached": 0,
+        "resubmitted": 0,
+        "failed": 1,
+        "deferred": 0,
+    }
     lost = platform.tasks.get(task.id)
     assert lost.state == "failed"
     assert "lost: the process that followed it" in lost.error
@@ -335,3 +355,60 @@ def test_bad_files_are_refused_before_anything_runs(
         platform.tasks.submit(command=["true"], **arguments)
     assert info.value.field == field
     assert count_tasks(platform) == 0
+
+
+def orphan(platform: Platform, site: str, state: str, external_id: str = "") -> int:
+    """A task record left by a process that has ended (its owner's pid does not exist)."""
+    spec = {"command": ["true"], "kwargs": {}, "env": {}, "resources": {}}
+    with platform._db.session() as s:
+        row = TaskRow(
+            site=site,
+            name="left behind",
+            spec=spec,
+            state=state,
+            external_id=external_id,
+            owner=f"{socket.gethostname()}:999999999:1",
+            submitted_by="someone",
+        )
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def test_a_batch_task_without_a_job_id_is_not_resubmitted(platform: Platform) -> None:
+    platform.sites.add("hpc", "slurm")
+    task_id = orphan(platform, "hpc", "new")
+    assert platform.tasks.recover()["failed"] == 1
+    task = platform.tasks.get(task_id)
+    assert task.state == "failed" and "not resubmitted" in task.error
+    assert task.attempts == 0
+
+
+def test_a_site_that_cannot_be_asked_defers_recovery(platform: Platform) -> None:
+    task_id = orphan(platform, "removed-site", "queued", "slurm:12345")
+    counts = platform.tasks.recover()
+    assert counts["deferred"] == 1 and counts["failed"] == 0
+    task = platform.tasks.get(task_id)
+    assert task.state == "queued" and task.owner.endswith(":999999999:1")  # left for later
+
+
+def test_callbacks_may_read_records_from_any_thread(platform: Platform) -> None:
+    platform.sites.add("closed", "local")
+    platform.sites.executor("closed").shutdown()  # refuses every task at dispatch
+    seen: list[str] = []
+    done = threading.Event()
+
+    def read_records(future: Any) -> None:
+        seen.extend(t.state for t in platform.tasks.list())
+        done.set()
+
+    future = platform.tasks.submit("closed", command=["true"])
+    future.add_done_callback(read_records)
+    assert done.wait(30), "a callback reading the records hung"
+    assert seen == ["failed"]
+
+
+def test_submitting_to_a_closed_service_fails_at_once(platform: Platform) -> None:
+    platform.tasks.close()
+    with pytest.raises(ExecutorError, match="closed"):
+        platform.tasks.submit(command=["true"])
