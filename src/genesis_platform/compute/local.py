@@ -46,6 +46,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -563,42 +564,59 @@ class _Cancelled(BaseException):
 def _call_in_worker(call: _Call) -> _Outcome:
     """Run one callable in this (worker) process and report what happened."""
     global _CURRENT_KEY
-    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    start_wall = start_cpu = 0.0
     logs = io.StringIO()
     output: Any = None
     error: str | None = None
     trace = ""
-    with contextlib.redirect_stdout(logs), contextlib.redirect_stderr(logs):
+    # Plain assignments, not redirect_stdout and context managers: this runs for every task,
+    # and a no-op task's whole cost is what the worker does around it.
+    saved = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = logs
+    try:
+        _set_environment(call.env)
+        saved_cwd = None
+        if call.cwd is not None:
+            saved_cwd = os.getcwd()
+            os.chdir(call.cwd)
         try:
-            with _environment(call.env, call.cwd):
-                function = resolve_function(call.function)
-                # Usage counts the call, not the first import of its module.
-                start_wall, start_cpu = time.perf_counter(), time.process_time()
-                try:
-                    _CURRENT_KEY = call.key
-                    if call.key and os.path.exists(os.path.join(_CANCEL_DIR, call.key)):
-                        raise _Cancelled  # cancelled before this worker picked it up
+            function = resolve_function(call.function)
+            # Usage counts the call, not the first import of its module.
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            _CURRENT_KEY = call.key
+            try:
+                if call.key and os.path.exists(os.path.join(_CANCEL_DIR, call.key)):
+                    raise _Cancelled  # cancelled before this worker picked it up
+                if call.walltime_s is None:
+                    output = function(**call.kwargs)
+                else:
                     with _alarm(call.walltime_s):
                         output = function(**call.kwargs)
-                finally:
-                    _CURRENT_KEY = ""
-                output = _jsonable(output)
-        except _Cancelled:
-            error = f"cancelled: {call.function} was stopped"
-            trace = traceback.format_exc()
-        except _WalltimeExceeded:
-            error = f"walltime exceeded: {call.function} ran longer than {call.walltime_s} s"
-            trace = traceback.format_exc()
-        except BaseException as exc:  # the task's own failure, reported to the parent
-            error = f"{type(exc).__name__}: {exc}"
-            trace = traceback.format_exc()
+            finally:
+                _CURRENT_KEY = ""
+            output = _jsonable(output)
+        finally:
+            if saved_cwd is not None:
+                os.chdir(saved_cwd)
+    except _Cancelled:
+        error = f"cancelled: {call.function} was stopped"
+        trace = traceback.format_exc()
+    except _WalltimeExceeded:
+        error = f"walltime exceeded: {call.function} ran longer than {call.walltime_s} s"
+        trace = traceback.format_exc()
+    except BaseException as exc:  # the task's own failure, reported to the parent
+        error = f"{type(exc).__name__}: {exc}"
+        trace = traceback.format_exc()
+    finally:
+        sys.stdout, sys.stderr = saved
+    end_wall, end_cpu = time.perf_counter(), time.process_time()
     return _Outcome(
         output=output,
         error=error,
         traceback=trace,
         logs=logs.getvalue()[-_LOG_LIMIT_CHARS:],
-        wall_seconds=time.perf_counter() - start_wall,
-        core_seconds=time.process_time() - start_cpu,
+        wall_seconds=end_wall - start_wall if start_wall else 0.0,
+        core_seconds=end_cpu - start_cpu if start_wall else 0.0,
         pid=os.getpid(),
     )
 
@@ -627,9 +645,8 @@ _APPLIED: tuple[dict[str, str], dict[Any, Any]] | None = None
 """In a worker: the environment the last task asked for, and the raw one it left."""
 
 
-@contextlib.contextmanager
-def _environment(env: Mapping[str, str], cwd: str | None) -> Iterator[None]:
-    """Give this process the submitter's environment, and its working directory for a while.
+def _set_environment(env: Mapping[str, str]) -> None:
+    """Give this process the submitter's environment.
 
     Every task brings its whole environment, so it is not restored afterwards; it is only
     set again when the next task asks for another one or a task changed it.
@@ -640,14 +657,6 @@ def _environment(env: Mapping[str, str], cwd: str | None) -> Iterator[None]:
         _replace_environ(env)
         raw = _raw_environ()
         _APPLIED = None if raw is None else (dict(env), dict(raw))
-    saved_cwd = os.getcwd() if cwd is not None else None
-    try:
-        if cwd is not None:
-            os.chdir(cwd)
-        yield
-    finally:
-        if saved_cwd is not None:
-            os.chdir(saved_cwd)
 
 
 def _raw_environ() -> dict[Any, Any] | None:
@@ -688,7 +697,12 @@ def _jsonable(value: Any) -> Any:
     Raises:
         TypeError: Part of ``value`` has no JSON form.
     """
+    if value is None or type(value) in _JSON_SCALARS:
+        return value  # what the round trip would give back
     return json.loads(json.dumps(value, default=_to_builtin))
+
+
+_JSON_SCALARS = (str, int, float, bool)
 
 
 def _to_builtin(value: Any) -> Any:

@@ -21,19 +21,29 @@ Design choices:
   when the executor connected) minus this executor's tasks in flight. It counts tasks, not
   cores, like the local executor, and is advisory: Ray, not this number, decides how many
   tasks run at once.
-- **Futures without a thread per task.** Each task's ``ObjectRef.future()`` calls back on
-  Ray's own thread, which only queues the outcome; one dispatcher thread per executor turns
-  outcomes into results and settles the futures (so done-callbacks of the caller never run
-  on Ray's thread, and may submit more tasks).
+- **Futures without a thread per task, and without a callback per task.** One dispatcher
+  thread per executor blocks in ``ray.wait`` on the oldest tasks in flight and settles the
+  futures of every task it finds finished, fetching their outcomes with one ``ray.get``
+  (a Python callback per task on Ray's own thread, as ``ObjectRef.future()`` makes, costs
+  more than Ray's work for a no-op task). While Ray has tasks queued (more than twice
+  ``max_workers`` in flight) it waits for a batch of the oldest to finish; otherwise it
+  wakes at the first. Done-callbacks of the caller run on the dispatcher thread, never on
+  Ray's, and may submit more tasks. A task that finishes before older ones is noticed
+  within a few polls of 10 ms.
+- **Ray functions and tasks.** Each function reference gets a Ray remote function of its
+  own, and a call without kwargs or anything else to carry is submitted with no argument
+  (an argument costs Ray about as much as a no-op task); other tasks carry one argument,
+  the task as pickled bytes. A Ray task is named after the task's ``name`` or else its
+  function (or program), so Ray's dashboard groups them.
 - **Environment.** The callable or command sees the Ray worker's environment updated with
   the submitter's environment (as at :meth:`~RayExecutor.submit`) and then with
   ``task.env``; the worker keeps its own values of the variables Ray sets in it (``RAY_*``,
   ``PYTHONBREAKPOINT``, the accelerators' ``CUDA_VISIBLE_DEVICES``, ...). The submitter's
-  environment at construction travels once, inside the executor's remote function (Ray
+  environment at construction travels once, inside the executor's remote functions (Ray
   ships a function to each worker once); a task carries only what changed since, so
   forwarding costs next to nothing per task. With ``forward_env=False`` (e.g. a laptop
   driving a remote cluster through ``ray://``, whose ``PATH`` means nothing there) only
-  ``task.env`` is forwarded. A task travels as pickled bytes both ways (the fastest thing
+  ``task.env`` is forwarded. The outcome travels back as pickled bytes (the fastest thing
   for Ray to carry).
 - **Walltime.** A callable is interrupted in the worker by SIGALRM (Ray runs a task in its
   worker's main thread). If it cannot be interrupted (a C call that never returns to the
@@ -68,9 +78,9 @@ installed on every node of the cluster.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import faulthandler
 import functools
+import itertools
 import os
 import pickle
 import re
@@ -81,9 +91,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
-from queue import SimpleQueue
 from types import TracebackType
 from typing import Any
 
@@ -115,7 +123,14 @@ _CANCEL_GRACE_S = 5.0
 _RECENT_LIMIT = 1_024
 """How many finished tasks :meth:`RayExecutor.attach` still finds."""
 _OPTION_CACHE_LIMIT = 256
-"""How many (resources, name) variants of the remote function an executor keeps."""
+"""How many remote functions (one per function reference), and how many (function,
+resources, name) variants of them, an executor keeps."""
+_WINDOW = 16
+"""How many of the oldest tasks in flight the dispatcher waits on (see ``_dispatch``)."""
+_HARVEST = 64
+"""How many tasks in flight the dispatcher looks at for finished ones per wake-up."""
+_POLL_S = 0.01
+"""How long the dispatcher waits on the oldest tasks before it looks at the others, s."""
 _COMMAND_POLL_S = 0.1
 """How often a command's worker looks for a cancellation while the command runs, s."""
 
@@ -151,19 +166,35 @@ class _Work:
     env_removed: tuple[str, ...] = ()
 
 
-def _make_entry(base_env: dict[str, str] | None) -> Callable[[bytes], bytes]:
-    """The function Ray runs for every task of one executor.
+def _make_entry(base_env: dict[str, str] | None, function: str | None) -> Callable[..., bytes]:
+    """The function Ray runs for tasks of one executor.
 
-    A closure, so that Ray pickles ``base_env`` with it and ships it to each worker once.
-    It takes a pickled :class:`_Work` and returns a pickled :class:`_Outcome`: bytes are
-    what Ray (de)serializes fastest.
+    A closure, so that Ray pickles ``base_env`` (and ``function``) with it and ships them to
+    each worker once. With ``function`` None it takes a :class:`_Work` pickled as a tuple.
+    With a ``function`` it takes nothing and calls ``function`` without kwargs: for such
+    calls an argument, or even a parameter (Ray binds arguments to the signature at every
+    submit), costs Ray about as much as running a no-op task. Either returns an
+    :class:`_Outcome` pickled as a tuple: bytes are what Ray (de)serializes fastest, and a
+    tuple is what pickle makes and reads fastest.
     """
 
-    def run_genesis_task(work: bytes) -> bytes:
-        outcome = _run_in_worker(pickle.loads(work), base_env)
-        return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+    def finish(outcome: _Outcome) -> bytes:
+        o = outcome
+        fields = (o.output, o.error, o.traceback, o.logs, o.wall_seconds, o.core_seconds, o.pid)
+        return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
 
-    return run_genesis_task
+    if function is None:
+
+        def run_genesis_task(work: bytes) -> bytes:
+            return finish(_run_in_worker(_Work(*pickle.loads(work)), base_env))
+
+        return run_genesis_task
+    plain = _Work(function=function, kwargs={}, command=None, cwd=None, walltime_s=None, env={})
+
+    def run_genesis_call() -> bytes:
+        return finish(_run_in_worker(plain, base_env))
+
+    return run_genesis_call
 
 
 def _run_in_worker(work: _Work, base_env: dict[str, str] | None) -> _Outcome:
@@ -184,8 +215,17 @@ def _run_in_worker(work: _Work, base_env: dict[str, str] | None) -> _Outcome:
         faulthandler.cancel_dump_traceback_later()
 
 
-_BASE_ENVIRONMENTS: dict[int, tuple[dict[str, str], dict[str, str]]] = {}
-"""In a worker: per executor (its ``base_env``), this worker's environment updated with it."""
+@dataclass
+class _BaseEnvironment:
+    """In a worker: one executor's environment for its tasks, and when it was checked."""
+
+    base_env: dict[str, str]  # what the executor shipped (kept, so its id stays unique)
+    env: dict[str, str]  # this worker's environment updated with it
+    checked: dict[Any, Any] | None = None  # this worker's raw environment when env was right
+
+
+_BASE_ENVIRONMENTS: dict[int, _BaseEnvironment] = {}
+"""In a worker: per executor (its ``base_env``), the environment its tasks get."""
 
 
 def _task_environment(work: _Work, base_env: dict[str, str] | None) -> dict[str, str]:
@@ -196,19 +236,18 @@ def _task_environment(work: _Work, base_env: dict[str, str] | None) -> dict[str,
     if base_env is None:
         return {**os.environ, **work.env}
     cached = _BASE_ENVIRONMENTS.get(id(base_env))
-    if cached is None or cached[0] is not base_env:
+    if cached is None or cached.base_env is not base_env:
         forwarded = {k: v for k, v in base_env.items() if not _owned_by_ray(k)}
-        cached = (base_env, {**os.environ, **forwarded})
+        cached = _BaseEnvironment(base_env, {**os.environ, **forwarded})
         _BASE_ENVIRONMENTS[id(base_env)] = cached
-    env = cached[1]
+    raw = _raw_environ()
+    plain = not (work.env_changes or work.env_removed or work.env)
+    if plain and raw is not None and raw == cached.checked:
+        return cached.env  # nothing changed since the last task (the usual case)
+    env = cached.env
     # Ray may set an accelerator's variable anew for each task (the GPUs it was given).
     owned = {k: os.environ[k] for k in _worker_owned_variables() if k in os.environ}
-    if (
-        work.env_changes
-        or work.env_removed
-        or work.env
-        or any(env.get(k) != v for k, v in owned.items())
-    ):
+    if not plain or any(env.get(k) != v for k, v in owned.items()):
         env = dict(env)
         for key in work.env_removed:
             if not _owned_by_ray(key):
@@ -216,6 +255,8 @@ def _task_environment(work: _Work, base_env: dict[str, str] | None) -> dict[str,
         env.update((k, v) for k, v in work.env_changes.items() if not _owned_by_ray(k))
         env.update(owned)
         env.update(work.env)
+    if plain:
+        cached.env, cached.checked = env, None if raw is None else dict(raw)
     return env
 
 
@@ -384,8 +425,7 @@ class _InFlight:
     submitted: float = field(default_factory=time.monotonic)
 
 
-_STOP = object()
-"""Tells the dispatcher thread to end."""
+_NO_DELTA: tuple[dict[str, str], tuple[str, ...]] = ({}, ())
 
 
 class RayExecutor:
@@ -425,20 +465,20 @@ class RayExecutor:
         self._address = address
         self._max_workers = max(1, cpus) if max_workers is None else max_workers
         self._forward_env = forward_env
-        base_env = dict(os.environ) if forward_env else None
-        self._base_env = base_env or {}
+        self._shipped_env = dict(os.environ) if forward_env else None
+        self._base_env = self._shipped_env or {}
         raw = _raw_environ()
         self._env_seen: dict[Any, Any] | None = None if raw is None else dict(raw)
         self._env_delta: tuple[dict[str, str], tuple[str, ...]] = ({}, ())
-        self._remote = ray.remote(_make_entry(base_env))
+        self._entries: dict[str | None, Any] = {}
         self._option_cache: dict[tuple[object, ...], Any] = {}
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
-        self._in_flight: dict[str, _InFlight] = {}
+        self._in_flight: OrderedDict[str, _InFlight] = OrderedDict()  # oldest first
         self._recent: OrderedDict[str, TaskFuture] = OrderedDict()
         self._closed = False
         self._released = False
-        self._outcomes: SimpleQueue[Any] = SimpleQueue()
+        self._submitted = threading.Condition(self._lock)
         self._dispatcher = threading.Thread(
             target=self._dispatch, name="genesis-ray-dispatch", daemon=True
         )
@@ -458,35 +498,46 @@ class RayExecutor:
             ExecutorError: The executor is shut down, or Ray refused the task.
         """
         check_task(task)
-        work = _Work(
-            function=task.function,
-            kwargs=dict(task.kwargs),
-            command=None if task.command is None else tuple(task.command),
-            cwd=task.cwd,
-            walltime_s=task.resources.walltime_s,
-            env=dict(task.env),
-        )
-        if self._forward_env:
-            changes, removed = self._environment_changes()
-            if changes or removed:
-                work = dataclasses.replace(work, env_changes=changes, env_removed=removed)
+        walltime = task.resources.walltime_s
+        changes, removed = self._environment_changes() if self._forward_env else _NO_DELTA
+        args: tuple[bytes, ...] = ()
+        if (
+            task.kwargs
+            or task.command is not None
+            or task.env
+            or task.cwd is not None
+            or walltime is not None
+            or changes
+            or removed
+        ):
+            fields = (  # a _Work, as a tuple: what pickle makes and reads fastest
+                task.function,
+                dict(task.kwargs),
+                None if task.command is None else tuple(task.command),
+                task.cwd,
+                walltime,
+                dict(task.env),
+                changes,
+                removed,
+            )
+            args = (pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL),)
         label = task.name or task.function or shlex.join(task.command or ())
-        name = task.name or task.task_id or task.function or (task.command or ("",))[0]
-        remote = self._options(task.resources, name)
-        payload = pickle.dumps(work, protocol=pickle.HIGHEST_PROTOCOL)
+        name = task.name or task.function or (task.command or ("",))[0]
+        remote = self._options(None if args else task.function, task.resources, name)
         with self._lock:
             if self._closed:
                 raise ExecutorError("the Ray executor is shut down; create a new one")
             try:
-                ref: ray.ObjectRef[bytes] = remote.remote(payload)
+                ref: ray.ObjectRef[bytes] = remote.remote(*args)
                 external_id = f"ray:{ref.task_id().hex()}"
             except Exception as exc:
                 raise ExecutorError(f"Ray refused the task {label}: {exc}") from exc
             future = TaskFuture(external_id, canceller=self._stop)
-            entry = _InFlight(ref, future, label, task.command is not None, work.walltime_s)
-            self._in_flight[external_id] = entry
-        # Called on Ray's thread (or here, if the task is done already): queue, nothing more.
-        ref.future().add_done_callback(lambda done: self._outcomes.put((entry, done)))
+            if not self._in_flight:
+                self._submitted.notify()  # the dispatcher sleeps when nothing is in flight
+            self._in_flight[external_id] = _InFlight(
+                ref, future, label, task.command is not None, walltime
+            )
         return future
 
     def capacity(self) -> int:
@@ -543,30 +594,42 @@ class RayExecutor:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _options(self, resources: Resources, name: str) -> Any:
-        """The remote function with the task's resources and name (made once per kind).
+    def _options(self, function: str | None, resources: Resources, name: str) -> Any:
+        """The remote function with the task's resources and name (made once).
+
+        Args:
+            function: The function a call without argument calls, or None for the remote
+                function that takes the task as its argument.
+            resources: The task's resources.
+            name: The Ray task's name.
 
         Raises:
             InvalidInput: Ray refuses the resources (field ``resources``).
         """
-        key = (resources.cores, resources.gpus, resources.memory_mb, name)
+        key = (function, resources.cores, resources.gpus, resources.memory_mb, name)
         remote = self._option_cache.get(key)
-        if remote is None:
-            memory = None if resources.memory_mb is None else resources.memory_mb * 2**20
-            try:
-                remote = self._remote.options(
-                    num_cpus=resources.cores,
-                    num_gpus=resources.gpus,
-                    memory=memory,
-                    max_retries=0,
-                    name=name,
-                )
-            except (TypeError, ValueError) as exc:
-                fix = "cores and gpus >= 0, memory_mb > 0"
-                raise InvalidInput("resources", str(exc), fix) from exc
-            if len(self._option_cache) >= _OPTION_CACHE_LIMIT:  # e.g. one name per task
-                self._option_cache.clear()
-            self._option_cache[key] = remote
+        if remote is not None:
+            return remote
+        entry = self._entries.get(function)
+        if entry is None:
+            if len(self._entries) >= _OPTION_CACHE_LIMIT:
+                self._entries.clear()
+            entry = self._entries[function] = ray.remote(_make_entry(self._shipped_env, function))
+        memory = None if resources.memory_mb is None else resources.memory_mb * 2**20
+        try:
+            remote = entry.options(
+                num_cpus=resources.cores,
+                num_gpus=resources.gpus,
+                memory=memory,
+                max_retries=0,
+                name=name,
+            )
+        except (TypeError, ValueError) as exc:
+            fix = "cores and gpus >= 0, memory_mb > 0"
+            raise InvalidInput("resources", str(exc), fix) from exc
+        if len(self._option_cache) >= _OPTION_CACHE_LIMIT:  # e.g. one name per task
+            self._option_cache.clear()
+        self._option_cache[key] = remote
         return remote
 
     def _environment_changes(self) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -604,24 +667,72 @@ class RayExecutor:
                 ray.cancel(entry.ref, force=True)
 
     def _dispatch(self) -> None:
-        """Thread body: settle futures as Ray's outcomes arrive; end when drained and closed."""
+        """Thread body: settle the futures of finished tasks; end once drained and released.
+
+        No Python callback runs on Ray's threads (a callback per task costs more than Ray's
+        own work for a no-op task). The thread blocks in ``ray.wait`` on the oldest tasks in
+        flight (Ray starts tasks about in submission order), then collects every finished
+        task among the oldest :data:`_HARVEST` and fetches their outcomes with one
+        ``ray.get``. While no more tasks are in flight than twice ``max_workers``, it wakes
+        as soon as one of the oldest finishes, so a freed slot is known at once; with more
+        (Ray has tasks queued, so a finished one frees no slot that matters) it waits until
+        the oldest :data:`_WINDOW` have all finished, so that one wake-up, one lock and one
+        fetch serve many tasks. Either way it looks again every :data:`_POLL_S` seconds,
+        taking the next slice of tasks each time, so a task that overtakes the oldest ones
+        is settled at most a few polls after it finished.
+        """
+        offset = 0
         while True:
-            item = self._outcomes.get()
-            if item is _STOP:
-                return
-            entry, done = item
-            result, error = self._interpret(entry, done)
-            external_id = entry.future.external_id
             with self._lock:
+                while not self._in_flight:
+                    if self._released:
+                        return
+                    self._submitted.wait()
+                busy = len(self._in_flight) > 2 * self._max_workers
+                oldest = list(itertools.islice(self._in_flight.values(), _WINDOW))
+            window = [entry.ref for entry in oldest]
+            try:
+                ready, _ = ray.wait(window, num_returns=len(window) if busy else 1, timeout=_POLL_S)
+                if busy and len(ready) == len(window):  # the usual case under load
+                    self._settle(oldest, _fetch(window))
+                    continue
+                with self._lock:
+                    start = 0 if ready or offset >= len(self._in_flight) else offset
+                    candidates = {
+                        e.ref: e
+                        for e in itertools.islice(self._in_flight.values(), start, start + _HARVEST)
+                    }
+                offset = 0 if ready else start + _HARVEST
+                finished, _ = ray.wait(list(candidates), num_returns=len(candidates), timeout=0)
+            except Exception as exc:  # e.g. Ray was shut down under the executor
+                with self._lock:
+                    lost = list(self._in_flight.values())
+                self._settle(
+                    lost, [ExecutorError(f"lost the connection to Ray: {exc}")] * len(lost)
+                )
+                continue
+            if finished:
+                self._settle([candidates[ref] for ref in finished], _fetch(finished))
+
+    def _settle(self, entries: list[_InFlight], values: list[object]) -> None:
+        """Settle the futures of finished tasks from what Ray returned for them."""
+        settled = [
+            (entry, *self._interpret(entry, value))
+            for entry, value in zip(entries, values, strict=True)
+        ]
+        with self._lock:
+            for entry in entries:
+                external_id = entry.future.external_id
                 del self._in_flight[external_id]
                 self._recent[external_id] = entry.future
-                if len(self._recent) > _RECENT_LIMIT:
-                    self._recent.popitem(last=False)
-                if not self._in_flight:
-                    self._drained.notify_all()
-            # After the slot is free, so capacity() is exact once result() returns.
+            while len(self._recent) > _RECENT_LIMIT:
+                self._recent.popitem(last=False)
+            if not self._in_flight:
+                self._drained.notify_all()
+        # After the slots are free, so capacity() is exact once result() returns.
+        for entry, result, error in settled:
             entry.future.settle(result=result, error=error)
-            self._release_when_drained()
+        self._release_when_drained()
 
     def _release_when_drained(self) -> None:
         """Once shut down with nothing in flight: let go of Ray, stop the dispatcher."""
@@ -629,16 +740,24 @@ class RayExecutor:
             if not self._closed or self._in_flight or self._released:
                 return
             self._released = True
-        self._outcomes.put(_STOP)
+            self._submitted.notify_all()
         _Connection.release()
 
     def _interpret(
-        self, entry: _InFlight, done: Future[bytes]
+        self, entry: _InFlight, value: object
     ) -> tuple[TaskResult | None, BaseException | None]:
-        """The task's result, or the error its future fails with."""
+        """The task's result, or the error its future fails with.
+
+        Args:
+            entry: The task.
+            value: What Ray delivered: the worker's pickled outcome, or Ray's error.
+        """
         external_id = entry.future.external_id
         try:
-            outcome: _Outcome = pickle.loads(done.result())
+            if isinstance(value, BaseException):
+                raise value
+            assert isinstance(value, bytes)  # what the remote function returns
+            outcome = _Outcome(*pickle.loads(value))
         except ray.exceptions.WorkerCrashedError as exc:
             late = entry.walltime_s is not None and (
                 time.monotonic() - entry.submitted > entry.walltime_s
@@ -674,6 +793,20 @@ class RayExecutor:
                 external_id=external_id,
             )
         return TaskResult(outcome.output, outcome.logs, usage, external_id), None
+
+
+def _fetch(refs: list[ray.ObjectRef[bytes]]) -> list[object]:
+    """What Ray holds for finished tasks: each one's bytes, or the error ``ray.get`` raised."""
+    try:
+        return list(ray.get(refs))
+    except Exception:  # one failed: fetch them one by one
+        values: list[object] = []
+        for ref in refs:
+            try:
+                values.append(ray.get(ref))
+            except Exception as exc:
+                values.append(exc)
+        return values
 
 
 def _lost(entry: _InFlight, exc: BaseException) -> TransientFailure:

@@ -7,6 +7,7 @@ subprocess, since Ray allows one connection per process.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -151,6 +152,50 @@ def test_cores_are_ray_cpus(executor: Executor) -> None:
     for future in futures:
         future.result(timeout=60)
     assert time.monotonic() - start >= 0.8
+
+
+# -- how outcomes come back -------------------------------------------------------------------
+
+
+def test_a_task_that_overtakes_older_ones_is_settled_without_waiting_for_them() -> None:
+    # max_workers=1: with 4 tasks in flight the dispatcher waits for the oldest as a batch,
+    # and finds the quick task only by polling the others.
+    executor = backend_ray.make_executor(max_workers=1)
+    slow = TaskSpec(function=f"{FUNCTIONS}:sleep_then_return", kwargs={"seconds": 20})
+    slow_futures = [executor.submit(slow) for _ in range(backend_ray.LOCAL_CPUS - 1)]
+    start = time.monotonic()
+    quick = executor.submit(TaskSpec(function=f"{FUNCTIONS}:noop"))
+    assert quick.result(timeout=60).output is None
+    assert time.monotonic() - start < 5, "the quick task waited for the slow ones"
+    assert not any(future.done() for future in slow_futures)
+    for future in slow_futures:
+        future.cancel()
+    executor.shutdown(wait=True)
+
+
+def test_many_tasks_in_flight_settle_in_batches_and_a_crash_fails_only_its_task() -> None:
+    executor = backend_ray.make_executor(max_workers=2)
+    # Far more than twice max_workers: the dispatcher waits for batches of the oldest.
+    tasks = [TaskSpec(function=f"{FUNCTIONS}:quadratic", kwargs={"a": i / 10}) for i in range(60)]
+    tasks[30] = TaskSpec(function=f"{FUNCTIONS}:exits_abruptly")
+    futures = [executor.submit(task) for task in tasks]
+    concurrent.futures.wait(futures, timeout=120)
+    with pytest.raises(TransientFailure, match="Ray lost the task"):
+        futures[30].result(timeout=0)
+    for i, future in enumerate(futures):
+        if i != 30:
+            expected = (i / 10 - 0.3) ** 2
+            assert future.result(timeout=0).output["value"] == pytest.approx(expected)
+    assert executor.capacity() == 2
+    executor.shutdown(wait=True)
+
+
+def test_a_plain_call_and_a_call_with_kwargs_of_one_function(executor: Executor) -> None:
+    # The first travels without an argument, the second with the task as bytes.
+    plain = executor.submit(TaskSpec(function=f"{FUNCTIONS}:quadratic"))
+    given = executor.submit(TaskSpec(function=f"{FUNCTIONS}:quadratic", kwargs={"a": 1.3}))
+    assert plain.result(timeout=60).output == {"value": 0}
+    assert given.result(timeout=60).output == {"value": pytest.approx(1.0)}
 
 
 # -- options ----------------------------------------------------------------------------------
