@@ -391,7 +391,7 @@ class _Connection:
                     log_to_driver=False,
                 )
             else:
-                ray.init(address=address, log_to_driver=False)
+                _connect(address)
         except Exception as exc:
             with contextlib.suppress(Exception):
                 ray.shutdown()
@@ -839,3 +839,26 @@ def _check_options(address: object, num_cpus: object, max_workers: object) -> No
         raise InvalidInput(
             "num_cpus", "only a local Ray (address None) takes num_cpus", "leave it unset"
         )
+
+
+_CLIENT_ATTEMPTS = 3
+"""Tries of a ``ray://`` connection whose server fails to start its session."""
+
+
+def _connect(address: str) -> None:
+    """``ray.init`` to a running cluster.
+
+    A Ray Client server starts a process per session; when that process dies at start-up
+    (seen on loaded machines: ``Initialization failure from server``), the server is
+    asked again, up to :data:`_CLIENT_ATTEMPTS` times.
+    """
+    for attempt in range(1, _CLIENT_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, log_to_driver=False)
+            return
+        except ConnectionAbortedError:
+            if not address.startswith("ray://") or attempt == _CLIENT_ATTEMPTS:
+                raise
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            time.sleep(1.0 * attempt)
