@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from genesis_platform import Platform
+
+# The Ray clusters that tests start live on loopback for a few seconds. With Ray 2.60's token
+# authentication on, a cluster from `ray start` intermittently refused the tests' clients
+# here (InvalidAuthToken, the token file ~/.ray/auth_token shared by every Ray on the
+# machine); it is turned off for them.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 @pytest.fixture(autouse=True)
