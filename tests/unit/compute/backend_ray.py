@@ -27,3 +27,8 @@ def make_executor(max_workers: int) -> Executor:
         # it when the test session's process exits.
         ray.init(address="local", num_cpus=LOCAL_CPUS, include_dashboard=False, log_to_driver=False)
     return RayExecutor(max_workers=max_workers)
+
+
+def blocking_cores() -> int:
+    """Cores of the tests' local Ray: a task asking for them all leaves no room for another."""
+    return LOCAL_CPUS

@@ -77,3 +77,12 @@ def _work_root() -> str:
     root = tempfile.mkdtemp(prefix="genesis-slurm-tests-")
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     return root
+
+
+def blocking_cores() -> int:
+    """CPUs of the cluster's node (``sinfo``): a job asking for them all leaves no room."""
+    require_slurm()
+    answer = subprocess.run(
+        ["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, timeout=30, check=True
+    )
+    return max(int(line.rstrip("+")) for line in answer.stdout.split())

@@ -270,13 +270,28 @@ def started_callable(journal: Path, seconds: float = 60.0) -> TaskSpec:
     return TaskSpec(function=f"{FUNCTIONS}:journaled", kwargs={"x": 1.0}, env=env)
 
 
-def started_command(marker: Path, seconds: float = 60.0) -> TaskSpec:
+def started_command(
+    marker: Path, seconds: float = 60.0, resources: Resources | None = None
+) -> TaskSpec:
     """A command that writes its pid to ``marker`` when it starts, then sleeps ``seconds``."""
     code = (
         f"import os, time; open({str(marker)!r}, 'w').write(str(os.getpid())); "
         f"time.sleep({seconds})"
     )
-    return TaskSpec(command=(sys.executable, "-c", code))
+    return TaskSpec(command=(sys.executable, "-c", code), resources=resources or Resources())
+
+
+def node_filling(backend: str) -> Resources:
+    """Resources that leave no room for a second task, where the backend itself schedules
+    by cores (Ray, Slurm) rather than by ``max_workers``.
+
+    A backend module says how many cores that takes with ``blocking_cores()``.
+    """
+    if backend == "local":
+        return Resources()
+    module = importlib.import_module(f"tests.unit.compute.backend_{backend}")
+    blocking = getattr(module, "blocking_cores", None)
+    return Resources(cores=blocking()) if blocking else Resources()
 
 
 def process_gone(pid: int, timeout: float = 30.0) -> bool:
@@ -334,10 +349,10 @@ def test_cancel_a_running_command_kills_it(executor: Executor, tmp_path: Path) -
 
 
 def test_cancel_a_queued_task_means_it_never_runs(
-    new_executor: MakeExecutor, tmp_path: Path
+    new_executor: MakeExecutor, tmp_path: Path, backend: str
 ) -> None:
     executor = new_executor(max_workers=1)
-    first = executor.submit(started_command(tmp_path / "first", seconds=60))
+    first = executor.submit(started_command(tmp_path / "first", 60, node_filling(backend)))
     queued = executor.submit(started_command(tmp_path / "queued", seconds=0))
     assert executor.cancel(queued.external_id)
     wait_for(tmp_path / "first")
