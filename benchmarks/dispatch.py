@@ -367,6 +367,35 @@ def number(value: float) -> str:
     return f"{value:.2f}"
 
 
+def ratio(genesis: float, raw: float) -> str:
+    """Genesis against raw, as a factor."""
+    return f"{genesis / raw:.2f}x"
+
+
+def added(genesis: float, raw: float) -> str:
+    """What Genesis adds to a latency, ms."""
+    return f"{genesis - raw:+.2f} ms"
+
+
+def _engine_rows(engine: str, executor: str, run: dict[str, Any]) -> list[str]:
+    """Throughput and latency rows of one engine: its executor and p.tasks against raw."""
+    if "raw_rate" not in run:
+        return []
+    rows = []
+    for key, name in (("executor", executor), ("genesis", "`p.tasks`, recorded")):
+        rows.append(
+            f"| {engine} | throughput, tasks/s ({name}) | {number(run['raw_rate'])} "
+            f"| {number(run[f'{key}_rate'])} | {ratio(run[f'{key}_rate'], run['raw_rate'])} |"
+        )
+    for key, name in (("executor", executor), ("genesis", "`p.tasks`")):
+        rows.append(
+            f"| {engine} | latency, ms ({name}) | {run['raw_latency_ms']:.2f} "
+            f"| {run[f'{key}_latency_ms']:.2f} "
+            f"| {added(run[f'{key}_latency_ms'], run['raw_latency_ms'])} |"
+        )
+    return rows
+
+
 def table(results: dict[str, Figures]) -> list[str]:
     """Markdown rows: engine, measure, raw, Genesis, Genesis/raw.
 
@@ -377,40 +406,8 @@ def table(results: dict[str, Figures]) -> list[str]:
         "| --- | --- | ---: | ---: | ---: |",
     ]
 
-    def ratio(genesis: float, raw: float) -> str:
-        return f"{genesis / raw:.2f}x"
-
-    def added(genesis: float, raw: float) -> str:
-        return f"{genesis - raw:+.2f} ms"
-
-    local = results.get("local", {})
-    if "raw_rate" in local:
-        for key, name in (("executor", "`LocalExecutor`"), ("genesis", "`p.tasks`, recorded")):
-            rows.append(
-                f"| local | throughput, tasks/s ({name}) | {number(local['raw_rate'])} "
-                f"| {number(local[f'{key}_rate'])} "
-                f"| {ratio(local[f'{key}_rate'], local['raw_rate'])} |"
-            )
-        for key, name in (("executor", "`LocalExecutor`"), ("genesis", "`p.tasks`")):
-            rows.append(
-                f"| local | latency, ms ({name}) | {local['raw_latency_ms']:.2f} "
-                f"| {local[f'{key}_latency_ms']:.2f} "
-                f"| {added(local[f'{key}_latency_ms'], local['raw_latency_ms'])} |"
-            )
-    ray = results.get("ray", {})
-    if "raw_rate" in ray:
-        for key, name in (("executor", "`RayExecutor`"), ("genesis", "`p.tasks`, recorded")):
-            rows.append(
-                f"| ray | throughput, tasks/s ({name}) | {number(ray['raw_rate'])} "
-                f"| {number(ray[f'{key}_rate'])} "
-                f"| {ratio(ray[f'{key}_rate'], ray['raw_rate'])} |"
-            )
-        for key, name in (("executor", "`RayExecutor`"), ("genesis", "`p.tasks`")):
-            rows.append(
-                f"| ray | latency, ms ({name}) | {ray['raw_latency_ms']:.2f} "
-                f"| {ray[f'{key}_latency_ms']:.2f} "
-                f"| {added(ray[f'{key}_latency_ms'], ray['raw_latency_ms'])} |"
-            )
+    for engine, executor in (("local", "`LocalExecutor`"), ("ray", "`RayExecutor`")):
+        rows += _engine_rows(engine, executor, results.get(engine, {}))
     slurm = results.get("slurm", {})
     if "raw_accepted" in slurm:
         rows.append(
