@@ -112,9 +112,55 @@ def median_of(runs: list[Figures]) -> Figures:
 # -- engines, each run in a process of its own -----------------------------------------------
 
 
-def run_local(tasks: int, repeats: int, latency_tasks: int) -> Figures:
-    """ProcessPoolExecutor(2) against the local site of a fresh platform."""
+def measure(
+    submit: Callable[[], Any],
+    gather: Callable[[list[Any]], object],
+    tasks: int,
+    warmup: int,
+    latency_tasks: int,
+) -> tuple[float, float]:
+    """Throughput (tasks/s) and median round trip (ms) of ``submit``, after a warm-up.
+
+    ``gather`` waits for a list of what ``submit`` returned.
+    """
+    gather([submit() for _ in range(warmup)])
+    rate = tasks / timed(lambda: gather([submit() for _ in range(tasks)]))
+    latency = round_trip_ms(lambda: gather([submit()]), latency_tasks)
+    return rate, latency
+
+
+def measure_site(
+    run: Figures,
+    site: str,
+    options: dict[str, Any] | None,
+    counts: tuple[int, int, int],
+) -> None:
+    """``p.tasks`` on ``site`` (added with ``options`` unless None) of a fresh platform.
+
+    Sets ``genesis_rate`` and ``genesis_latency_ms``, and the records counted afterwards
+    (every task must be recorded). ``counts``: tasks, warm-up tasks, round trips.
+    """
     from genesis_platform import Platform
+
+    tasks, warmup, latency_tasks = counts
+    with fresh_home() as home:
+        with Platform.open(home) as p:
+            if options is not None:
+                p.sites.add(site, site, options)
+
+            def submit() -> Any:
+                return p.tasks.submit(site, function=NOOP)
+
+            rate, latency = measure(submit, wait_all, tasks, warmup, latency_tasks)
+        counted = records(home, site)  # after close: every record is written
+    run["genesis_rate"], run["genesis_latency_ms"] = rate, latency
+    run["expected_records"] = warmup + tasks + latency_tasks
+    run["completed_records"] = counted.get("completed", 0)
+    run["all_records"] = sum(counted.values())
+
+
+def run_local(tasks: int, repeats: int, latency_tasks: int) -> Figures:
+    """ProcessPoolExecutor(2) against LocalExecutor(2) and the local site of a platform."""
     from genesis_platform.compute.local import LocalExecutor, resolve_function
     from genesis_platform.compute.protocols import TaskSpec
 
@@ -125,36 +171,14 @@ def run_local(tasks: int, repeats: int, latency_tasks: int) -> Figures:
     for _ in range(repeats):
         run: Figures = {}
         with concurrent.futures.ProcessPoolExecutor(WORKERS) as pool:
-            wait_all([pool.submit(noop) for _ in range(warmup)])
-            run["raw_rate"] = tasks / timed(
-                lambda pool=pool: wait_all([pool.submit(noop) for _ in range(tasks)])
-            )
-            run["raw_latency_ms"] = round_trip_ms(
-                lambda pool=pool: pool.submit(noop).result(), latency_tasks
+            run["raw_rate"], run["raw_latency_ms"] = measure(
+                lambda pool=pool: pool.submit(noop), wait_all, tasks, warmup, latency_tasks
             )
         with LocalExecutor(WORKERS) as executor:
-            wait_all([executor.submit(spec) for _ in range(warmup)])
-            run["executor_rate"] = tasks / timed(
-                lambda ex=executor: wait_all([ex.submit(spec) for _ in range(tasks)])
+            run["executor_rate"], run["executor_latency_ms"] = measure(
+                lambda ex=executor: ex.submit(spec), wait_all, tasks, warmup, latency_tasks
             )
-            run["executor_latency_ms"] = round_trip_ms(
-                lambda ex=executor: ex.submit(spec).result(), latency_tasks
-            )
-        with fresh_home() as home:
-            with Platform.open(home) as p:
-                wait_all([p.tasks.submit("local", function=NOOP) for _ in range(warmup)])
-                run["genesis_rate"] = tasks / timed(
-                    lambda p=p: wait_all(
-                        [p.tasks.submit("local", function=NOOP) for _ in range(tasks)]
-                    )
-                )
-                run["genesis_latency_ms"] = round_trip_ms(
-                    lambda p=p: p.tasks.submit("local", function=NOOP).result(), latency_tasks
-                )
-            counted = records(home, "local")  # after close: every record is written
-        run["expected_records"] = warmup + tasks + latency_tasks
-        run["completed_records"] = counted.get("completed", 0)
-        run["all_records"] = sum(counted.values())
+        measure_site(run, "local", None, (tasks, warmup, latency_tasks))
         runs.append(run)
         print(f"  local run: {json.dumps(run)}", file=sys.stderr)
     return median_of(runs)
@@ -164,7 +188,6 @@ def run_ray(tasks: int, repeats: int, latency_tasks: int) -> Figures:
     """A raw Ray no-op against RayExecutor and a ``ray`` site, on one local Ray."""
     import ray
 
-    from genesis_platform import Platform
     from genesis_platform.compute.protocols import TaskSpec
     from genesis_platform.compute.ray import RayExecutor
 
@@ -179,36 +202,16 @@ def run_ray(tasks: int, repeats: int, latency_tasks: int) -> Figures:
     runs = []
     for _ in range(repeats):
         run: Figures = {}
-        ray.get([noop.remote() for _ in range(warmup)])
-        run["raw_rate"] = tasks / timed(lambda: ray.get([noop.remote() for _ in range(tasks)]))
-        run["raw_latency_ms"] = round_trip_ms(lambda: ray.get(noop.remote()), latency_tasks)
-
+        run["raw_rate"], run["raw_latency_ms"] = measure(
+            noop.remote, ray.get, tasks, warmup, latency_tasks
+        )
         # Shares this process's connection to Ray (no address, no num_cpus).
         executor = RayExecutor()
-        wait_all([executor.submit(spec) for _ in range(warmup)])
-        run["executor_rate"] = tasks / timed(
-            lambda ex=executor: wait_all([ex.submit(spec) for _ in range(tasks)])
-        )
-        run["executor_latency_ms"] = round_trip_ms(
-            lambda ex=executor: ex.submit(spec).result(), latency_tasks
+        run["executor_rate"], run["executor_latency_ms"] = measure(
+            lambda ex=executor: ex.submit(spec), wait_all, tasks, warmup, latency_tasks
         )
         executor.shutdown(wait=True)
-
-        with fresh_home() as home:
-            with Platform.open(home) as p:
-                p.sites.add("ray", "ray", {})
-                wait_all([p.tasks.submit("ray", function=NOOP) for _ in range(warmup)])
-                run["genesis_rate"] = tasks / timed(
-                    lambda p=p: wait_all(
-                        [p.tasks.submit("ray", function=NOOP) for _ in range(tasks)]
-                    )
-                )
-                run["genesis_latency_ms"] = round_trip_ms(
-                    lambda p=p: p.tasks.submit("ray", function=NOOP).result(), latency_tasks
-                )
-            counted = records(home, "ray")
-        run["expected_records"] = warmup + tasks + latency_tasks
-        run["completed_records"] = counted.get("completed", 0)
+        measure_site(run, "ray", {}, (tasks, warmup, latency_tasks))
         runs.append(run)
         print(f"  ray run: {json.dumps(run)}", file=sys.stderr)
     ray.shutdown()

@@ -64,7 +64,7 @@ from typing import IO, Any
 from genesis_platform.compute.protocols import SiteLimits, TaskFuture, TaskResult, TaskSpec
 from genesis_platform.errors import ExecutorError, InvalidInput, TaskFailed, TransientFailure
 
-__all__ = ["LocalExecutor", "check_task", "resolve_function"]
+__all__ = ["LocalExecutor", "check_task", "resolve_function", "usable_cpus"]
 
 _REFERENCE_FIX = "write it as package.module:function, importable on the site"
 _LOG_LIMIT_CHARS = 64_000
@@ -133,7 +133,7 @@ class LocalExecutor:
     """
 
     def __init__(self, max_workers: int | None = None) -> None:
-        workers = _default_workers() if max_workers is None else max_workers
+        workers = usable_cpus() if max_workers is None else max_workers
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InvalidInput("max_workers", f"must be a positive integer, got {workers!r}")
         self._max_workers = workers
@@ -189,13 +189,7 @@ class LocalExecutor:
 
     def limits(self) -> SiteLimits:
         """One node, this machine's CPUs and memory, no GPUs, no walltime limit."""
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-        return SiteLimits(
-            nodes=1,
-            cores_per_node=os.cpu_count() or 1,
-            gpus_per_node=0,
-            memory_mb_per_node=int(memory),
-        )
+        return _machine_limits()
 
     def capacity(self) -> int:
         """Free slots: ``max_workers`` minus tasks waiting or running."""
@@ -487,7 +481,17 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="genesis-parent-watch", daemon=True).start()
 
 
-def _default_workers() -> int:
+@functools.cache
+def _machine_limits() -> SiteLimits:
+    """This machine as a site: one node, its CPUs and memory, no GPUs (read once)."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    return SiteLimits(
+        nodes=1, cores_per_node=os.cpu_count() or 1, gpus_per_node=0, memory_mb_per_node=memory
+    )
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may use (its affinity where the OS tells, else all)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

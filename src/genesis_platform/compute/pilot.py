@@ -99,7 +99,7 @@ from typing import Any
 
 import psij
 
-from genesis_platform.compute.local import LocalExecutor, _default_workers, _EnvironmentSnapshot
+from genesis_platform.compute.local import LocalExecutor, _EnvironmentSnapshot, usable_cpus
 from genesis_platform.compute.local import check_task as _check_task
 from genesis_platform.compute.protocols import (
     Resources,
@@ -1065,7 +1065,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     host, _, port = args.connect.rpartition(":")
     authkey = args.authkey_file.read_bytes()
-    workers = args.workers or _default_workers()
+    workers = args.workers or usable_cpus()
     deadline = time.monotonic() + _CONNECT_TIMEOUT_S
     while True:
         try:

@@ -7,19 +7,17 @@ import platform
 import socket
 import sys
 
+from genesis_platform.compute.local import usable_cpus
+
 __all__ = ["ping"]
 
 
 def ping() -> dict[str, object]:
     """Where this ran: host, process, Python version and the CPUs it may use."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
     return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "python": platform.python_version(),
         "executable": sys.executable,
-        "cpus": cpus,
+        "cpus": usable_cpus(),
     }

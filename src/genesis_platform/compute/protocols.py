@@ -202,10 +202,6 @@ class CancellableFuture(Future[T]):
             self._canceller()
         return True
 
-    def settle_error(self, error: BaseException) -> bool:
-        """Resolve with ``error``; False (and no change) if already done."""
-        return self.settle(error=error)
-
     def settle(self, result: T | None = None, error: BaseException | None = None) -> bool:
         """Resolve with ``result`` or ``error``; False (and no change) if already done."""
         with self._settle_lock:

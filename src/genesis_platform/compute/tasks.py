@@ -34,11 +34,11 @@ import os
 import shutil
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, update
 
@@ -77,6 +77,7 @@ from genesis_platform.provenance.graph import Edge, Node, ProvenanceGraph
 __all__ = ["TaskInfo", "TaskService", "UsageRow", "process_owner"]
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 ACTIVE_STATES = ("new", "queued", "active")
 FINAL_STATES = ("completed", "failed", "canceled")
 _CANCEL_POLL_S = 0.5
@@ -291,7 +292,7 @@ class TaskService:
 
     def _not_stored(self, tracked: _Tracked, error: BaseException) -> None:
         """The record could not be written: the task never ran; fail its future."""
-        self._dispatcher.submit(tracked.result.settle_error, error)
+        self._dispatcher.submit(lambda: tracked.result.settle(error=error))
 
     def follow(self, name: str) -> CancellableFuture[TaskResult] | None:
         """The future of the newest task called ``name``, for a process that restarted.
@@ -472,12 +473,7 @@ class TaskService:
         Raises:
             NotFound: no task with that id.
         """
-        self._recorder.flush()
-        with self._ctx.reading(Resource("task", str(task_id))) as s:
-            row = s.get(TaskRow, task_id)
-            if row is None:
-                raise NotFound("task", task_id, "`genesis task list` shows the tasks")
-            return _info(row)
+        return self._row(task_id, _info)
 
     def list(
         self, *, site: str | None = None, state: str | None = None, limit: int = 50
@@ -498,12 +494,20 @@ class TaskService:
 
     def logs(self, task_id: int) -> str:
         """What the task printed (stdout and stderr; the last 64,000 characters)."""
+        return self._row(task_id, lambda row: row.logs)
+
+    def _row(self, task_id: int, read: Callable[[TaskRow], T]) -> T:
+        """``read`` of task ``task_id``'s record, after this process's changes are written.
+
+        Raises:
+            NotFound: no task with that id.
+        """
         self._recorder.flush()
         with self._ctx.reading(Resource("task", str(task_id))) as s:
             row = s.get(TaskRow, task_id)
             if row is None:
                 raise NotFound("task", task_id, "`genesis task list` shows the tasks")
-            return row.logs
+            return read(row)
 
     def usage(
         self, *, project: str | None = None, site: str | None = None
@@ -605,8 +609,14 @@ class TaskService:
             )
 
     def _outlives_platform(self, site: str) -> bool:
-        """Whether the site's tasks run on when the platform stops (batch jobs, plugins)."""
-        config = self._sites.config(site)
+        """Whether the site's tasks run on when the platform stops (batch jobs, plugins).
+
+        A removed site counts as one: its tasks cannot be submitted there again anyway.
+        """
+        try:
+            config = self._sites.config(site)
+        except NotFound:
+            return True
         if config.kind in ("local", "ray"):
             return False
         return not (config.kind in BATCH_KINDS and config.settings().pilot)

@@ -53,7 +53,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from genesis_platform.compute.local import _Call, _call_in_worker, _run_command
+from genesis_platform.compute.local import (
+    _WALLTIME_GRACE_S,
+    _Call,
+    _call_in_worker,
+    _run_command,
+)
 from genesis_platform.compute.protocols import TaskResult, TaskSpec
 from genesis_platform.errors import ExecutorError, TaskFailed
 
@@ -76,8 +81,6 @@ EXIT_FAILED = 3
 """Exit status: the task failed and its outcome is written."""
 EXIT_BAD_SPEC = 2
 """Exit status: the spec could not be read; no outcome."""
-_WALLTIME_GRACE_S = 2.0
-"""How long after the walltime the watchdog gives up on a callable and ends the process, s."""
 
 
 def outcome_path(spec: Path) -> Path:
