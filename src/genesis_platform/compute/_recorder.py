@@ -4,8 +4,11 @@ Recording every task in the catalog must not cap throughput at one SQLite commit
 change. The recorder queues new records and state changes; its thread drains the queue and
 writes everything pending in one transaction (new rows with their audit records first,
 then the updates, coalesced per task). A new task is dispatched only after the transaction
-holding its record committed, so a task is never running without a record; a state change
-reaches the catalog within about one batch (a few milliseconds under load).
+holding its record committed, so a task is never running without a record: new rows are
+written at once. A state change waits a moment for others to share its transaction (a
+transaction costs more than the rows in it): a task's final state ``_FINAL_DELAY_S``, others
+(``queued``, ``active``) up to ``_UPDATE_DELAY_S``, unless something due comes first.
+Readers of the task service flush before they read.
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ _log = logging.getLogger(__name__)
 _RETRY_S = 0.5
 """After a failed write (e.g. the database is locked), wait this long before the next."""
 _GATHER_S = 0.002
-"""Under load, how long the writer waits for a batch to gather before writing it."""
+"""While tasks come in faster than one per transaction, how long new rows may gather."""
+_UPDATE_DELAY_S = 0.05
+"""How long a state change may wait for others to share its transaction."""
+_FINAL_DELAY_S = 0.002
+"""The same for a task's final state: long enough not to slow the wake-up of its waiter."""
 
 
 @dataclass
@@ -46,6 +53,7 @@ class Recorder:
         self._ctx = ctx
         self._inserts: list[_Insert] = []
         self._updates: dict[int, dict[str, Any]] = {}
+        self._updates_due = 0.0  # monotonic time by which the pending updates are written
         self._cond = threading.Condition()
         self._written = 0  # batches written
         self._queued = 0  # batches asked for (a flush waits for this one)
@@ -65,11 +73,21 @@ class Recorder:
             self._inserts.append(_Insert(dict(values), then, fail))
             self._cond.notify()
 
-    def update(self, task_id: int, **values: Any) -> None:
-        """Change task ``task_id``'s row (merged with earlier changes not yet written)."""
+    def update(self, task_id: int, values: Mapping[str, Any], *, final: bool = False) -> None:
+        """Change task ``task_id``'s row (merged with earlier changes not yet written).
+
+        Args:
+            task_id: The row.
+            values: Columns and their new values.
+            final: A task's final state: written within ``_FINAL_DELAY_S``, not
+                ``_UPDATE_DELAY_S``.
+        """
+        due = time.monotonic() + (_FINAL_DELAY_S if final else _UPDATE_DELAY_S)
         with self._cond:
+            if not self._updates or due < self._updates_due:
+                self._updates_due = due
+                self._cond.notify()
             self._updates.setdefault(task_id, {}).update(values)
-            self._cond.notify()
 
     def flush(self) -> None:
         """Block until everything queued before this call is written.
@@ -97,22 +115,22 @@ class Recorder:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not (self._inserts or self._updates or self._closed) and (
-                    self._written >= self._queued
-                ):
-                    self._cond.wait()
+                while (wait := self._wait_s()) is not None:
+                    self._cond.wait(wait)
                 if self._closed and not (self._inserts or self._updates):
                     return
-                if self._busy and self._written >= self._queued and not self._closed:
-                    # Under load, let a batch gather: fewer, larger transactions.
+                if self._busy and self._inserts and self._written >= self._queued:
+                    # Under load, let new rows gather: fewer, larger transactions.
                     self._cond.wait(_GATHER_S)
                 inserts, self._inserts = self._inserts, []
                 updates, self._updates = self._updates, {}
                 target = self._queued
             written = self._write(inserts, updates)
-            self._busy = len(inserts) + len(updates) > 1
+            self._busy = len(inserts) > 1
             if not written:  # put the changes back (newer ones win) and try again soon
                 with self._cond:
+                    if updates and not self._updates:
+                        self._updates_due = time.monotonic()
                     for task_id, values in updates.items():
                         self._updates[task_id] = {**values, **self._updates.get(task_id, {})}
                 time.sleep(_RETRY_S)
@@ -120,6 +138,15 @@ class Recorder:
             with self._cond:
                 self._written = max(self._written, target)
                 self._cond.notify_all()
+
+    def _wait_s(self) -> float | None:
+        """How long the writer may still wait (None: write now); call holding the lock."""
+        if self._inserts or self._closed or self._written < self._queued:
+            return None
+        if not self._updates:
+            return 60.0  # nothing to write: sleep until notified
+        left = self._updates_due - time.monotonic()
+        return left if left > 0 else None
 
     def _write(self, inserts: list[_Insert], updates: dict[int, dict[str, Any]]) -> bool:
         """One transaction; False (changes not written, to be retried) if it failed.
@@ -130,21 +157,21 @@ class Recorder:
             return True
         ids: list[int] = []
         try:
-            with self._ctx.db.session() as s:
+            with self._ctx.db.engine.begin() as connection:
                 if inserts:
                     rows = [i.values for i in inserts]
                     statement = insert(_TASKS).returning(_TASKS.c.id, sort_by_parameter_order=True)
-                    ids = list(s.scalars(statement, rows))
+                    ids = list(connection.scalars(statement, rows))
                     self._ctx.audit.append_many(
-                        s,
+                        connection,
                         self._ctx.principal,
                         [
                             ("run", Resource("site", row["site"]), {"task": task_id})
                             for row, task_id in zip(rows, ids, strict=True)
                         ],
                     )
-                for keys, group in _by_keys(updates).items():
-                    s.execute(_update_statement(keys), group)  # one executemany per column set
+                for keys, group in _by_keys(updates).items():  # an executemany per column set
+                    connection.execute(_update_statement(keys), group)
         except Exception as exc:
             _log.exception(
                 "task records not written: %d new, %d changed", len(inserts), len(updates)

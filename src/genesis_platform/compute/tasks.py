@@ -35,7 +35,7 @@ import shutil
 import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +44,7 @@ from sqlalchemy import func, select, update
 
 from genesis_platform.catalog.tables import TaskRow, utcnow
 from genesis_platform.compute._recorder import Recorder
+from genesis_platform.compute._serial import SerialWorker
 from genesis_platform.compute.local import check_task
 from genesis_platform.compute.protocols import (
     CancellableFuture,
@@ -51,7 +52,6 @@ from genesis_platform.compute.protocols import (
     TaskFuture,
     TaskResult,
     TaskSpec,
-    then,
 )
 from genesis_platform.compute.service import SiteInfo, SiteService
 from genesis_platform.compute.sites import BATCH_KINDS, LOCAL_SITE
@@ -146,13 +146,18 @@ class UsageRow:
 
 @dataclass
 class _Tracked:
-    """A task this process follows: its record id, its spec, and the user's future."""
+    """A task this process follows: its record id, its spec, and the user's future.
+
+    ``result`` resolves to the task's :class:`TaskResult`, or to its output alone when
+    ``output_only`` (the future :meth:`TaskService.submit` returns).
+    """
 
     task_id: int
     site: str
     spec: TaskSpec
-    result: CancellableFuture[TaskResult]
     attempts: int
+    output_only: bool = False
+    result: CancellableFuture[Any] = field(init=False, repr=False)
     current: TaskFuture | None = None
     timer: threading.Timer | None = field(default=None, repr=False)
     files: TaskFiles = field(default_factory=TaskFiles)
@@ -165,8 +170,8 @@ class TaskService:
         self._ctx = ctx
         self._sites = sites
         self._datasets = datasets
-        self._outputs = ThreadPoolExecutor(1, thread_name_prefix="genesis-task-outputs")
-        self._dispatcher = ThreadPoolExecutor(1, thread_name_prefix="genesis-task-dispatch")
+        self._outputs = SerialWorker("genesis-task-outputs")
+        self._dispatcher = SerialWorker("genesis-task-dispatch")
         self._owner = process_owner()
         self._tracked: dict[int, _Tracked] = {}
         self._lock = threading.Lock()
@@ -230,8 +235,7 @@ class TaskService:
             name=name,
         )
         files = TaskFiles.create(inputs, outputs, register_outputs)
-        future = self.run(site, spec, project=project, files=files)
-        return then(future, lambda result: result.output)
+        return self._start(site, spec, project, files, output_only=True)
 
     def run(
         self, site: str, spec: TaskSpec, *, project: str = "", files: TaskFiles | None = None
@@ -245,6 +249,12 @@ class TaskService:
             InvalidInput: as :meth:`submit`.
             NotFound: no such site.
         """
+        return self._start(site, spec, project, files or TaskFiles(), output_only=False)
+
+    def _start(
+        self, site: str, spec: TaskSpec, project: str, files: TaskFiles, *, output_only: bool
+    ) -> CancellableFuture[Any]:
+        """Check ``spec``, stage its inputs and queue its record; dispatched once stored."""
         config = self._sites.config(site)
         _check_for_site(spec, config.kind)
         self._ctx.authorize("run", Resource("site", site))
@@ -252,13 +262,12 @@ class TaskService:
         limits = getattr(executor, "limits", None)
         if limits is not None:
             limits().check(spec.resources, site)
-        files = files or TaskFiles()
         if files:
             folder = Path(spec.cwd) if spec.cwd else working_directory(self._file_area(site))
             stage_inputs(files, self._datasets, folder)
             spec = replace(spec, cwd=str(folder))
         label = spec.name or spec.function or " ".join(spec.command or ())
-        tracked = self._track(0, site, spec, attempts=0)
+        tracked = self._track(0, site, spec, attempts=0, output_only=output_only)
         tracked.files = files
         values = {
             "site": site,
@@ -292,7 +301,7 @@ class TaskService:
 
     def _not_stored(self, tracked: _Tracked, error: BaseException) -> None:
         """The record could not be written: the task never ran; fail its future."""
-        self._dispatcher.submit(lambda: tracked.result.settle(error=error))
+        self._dispatcher.submit(tracked.result.settle, None, error)
 
     def follow(self, name: str) -> CancellableFuture[TaskResult] | None:
         """The future of the newest task called ``name``, for a process that restarted.
@@ -328,9 +337,11 @@ class TaskService:
             return None
         return future
 
-    def _track(self, task_id: int, site: str, spec: TaskSpec, attempts: int) -> _Tracked:
+    def _track(
+        self, task_id: int, site: str, spec: TaskSpec, attempts: int, output_only: bool = False
+    ) -> _Tracked:
         """A record of a task this process follows; cancelling its future cancels the task."""
-        tracked = _Tracked(task_id, site, spec, CancellableFuture(), attempts)
+        tracked = _Tracked(task_id, site, spec, attempts, output_only)
         tracked.result = CancellableFuture(lambda: self._cancel_tracked(tracked))
         return tracked
 
@@ -350,9 +361,7 @@ class TaskService:
         tracked.current = future
         self._recorder.update(
             tracked.task_id,
-            state="queued",
-            external_id=future.external_id,
-            attempts=tracked.attempts,
+            {"state": "queued", "external_id": future.external_id, "attempts": tracked.attempts},
         )
         future.add_start_callback(lambda f: self._started(tracked, f))
         future.add_done_callback(lambda f: self._done(tracked, f))
@@ -361,7 +370,7 @@ class TaskService:
 
     def _started(self, tracked: _Tracked, future: TaskFuture) -> None:
         if tracked.current is future and not future.done():
-            self._recorder.update(tracked.task_id, state="active", started_at=utcnow())
+            self._recorder.update(tracked.task_id, {"state": "active", "started_at": utcnow()})
 
     def _done(self, tracked: _Tracked, future: Future[TaskResult]) -> None:
         """Record how an attempt ended; retry a transient failure if the policy allows."""
@@ -414,7 +423,7 @@ class TaskService:
             exit_status=exit_status,
             **values,
         )
-        tracked.result.settle(result)
+        tracked.result.settle(result.output if tracked.output_only else result)
 
     def _keep_outputs(self, tracked: _Tracked) -> dict[str, Any]:
         """Store the task's output files; register them as a dataset version if asked."""
@@ -445,9 +454,8 @@ class TaskService:
         if tracked.attempts > policy.retries or self._closed.is_set():
             return False
         delay = policy.retry_backoff_s * 2 ** (tracked.attempts - 1)
-        self._recorder.update(
-            tracked.task_id, state="queued", error=f"retrying: {_describe(error)}"
-        )
+        retrying = {"state": "queued", "error": f"retrying: {_describe(error)}"}
+        self._recorder.update(tracked.task_id, retrying)
         tracked.timer = threading.Timer(delay, self._dispatch, args=(tracked,))
         tracked.timer.daemon = True
         tracked.timer.start()
@@ -707,7 +715,8 @@ class TaskService:
     def _finish(self, tracked: _Tracked, state: str, **values: Any) -> None:
         with self._lock:
             self._tracked.pop(tracked.task_id, None)
-        self._recorder.update(tracked.task_id, state=state, finished_at=utcnow(), **values)
+        values.update(state=state, finished_at=utcnow())
+        self._recorder.update(tracked.task_id, values, final=True)
 
     def _update(self, task_id: int, **values: Any) -> None:
         """Change a record now (off the hot path: cancels from outside, recovery)."""

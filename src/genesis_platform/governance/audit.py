@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from genesis_platform.catalog.tables import AuditRecord, utcnow
@@ -44,11 +44,14 @@ class AuditLog:
 
     def append_many(
         self,
-        session: Session,
+        session: Session | Connection,
         principal: Principal,
         entries: Sequence[tuple[Action, Resource, Mapping[str, Any] | None]],
     ) -> None:
-        """Add one allowed record per ``(action, resource, detail)`` in one statement."""
+        """Add one allowed record per ``(action, resource, detail)`` in one statement.
+
+        ``session`` may be a Core connection in a transaction (the task records' writer).
+        """
         if not entries:
             return
         session.execute(
