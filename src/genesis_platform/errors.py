@@ -41,6 +41,7 @@ __all__ = [
     "NotFound",
     "OperationFailed",
     "PlannerError",
+    "SafetyViolation",
     "StationError",
     "StorageError",
     "TaskFailed",
@@ -173,6 +174,10 @@ class StationError(GenesisError):
 
 class OperationFailed(StationError):
     """A station operation ran and failed (instrument fault, bad sample, ...)."""
+
+
+class SafetyViolation(InvalidInput):
+    """An operation breaks a station's safety limits or interlocks; it was not sent."""
 
 
 class CampaignError(GenesisError):

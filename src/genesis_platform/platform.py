@@ -51,8 +51,10 @@ class Platform:
         self.models = ModelService(self._ctx)
         self.sites = SiteService(self._ctx)
         self.tasks = TaskService(self._ctx, self.sites, self.datasets)
-        self.campaigns = CampaignService(self._ctx, self.datasets, self.models, self.tasks)
         self.stations = StationService(self._ctx)
+        self.campaigns = CampaignService(
+            self._ctx, self.datasets, self.models, self.tasks, self.stations
+        )
         self.lineage = LineageService(self._ctx)
 
     @classmethod
@@ -71,6 +73,7 @@ class Platform:
         Tasks still running on sites that can be re-attached (Slurm, ...) keep running;
         :meth:`TaskService.recover` in a later process collects them.
         """
+        self.stations.close()
         self.tasks.close()
         self.sites.close()
         self._db.close()

@@ -23,6 +23,7 @@ from genesis_platform.compute.tasks import TaskService
 from genesis_platform.errors import CampaignSpecError, InvalidInput, NotFound, TaskFailed
 from genesis_platform.labs.protocols import Measurement, Operation, Station
 from genesis_platform.labs.registry import open_station
+from genesis_platform.labs.service import StationService
 from genesis_platform.planning.protocols import ParamValue
 
 __all__ = [
@@ -201,7 +202,7 @@ class FidelityRunner:
             runner.close(abort=abort)
 
 
-def make_runner(spec: CampaignSpec, tasks: TaskService) -> TrialRunner:
+def make_runner(spec: CampaignSpec, tasks: TaskService, stations: StationService) -> TrialRunner:
     """Open the station or executor that ``spec.runner`` names (or one per fidelity).
 
     Raises:
@@ -211,9 +212,8 @@ def make_runner(spec: CampaignSpec, tasks: TaskService) -> TrialRunner:
     runners: dict[str, TrialRunner] = {}
     try:
         for level, runner in spec.runners().items():
-            opened = _open_runner(
-                runner, spec, tasks, "runner" if level is None else f"fidelities.{level}.runner"
-            )
+            where = "runner" if level is None else f"fidelities.{level}.runner"
+            opened = _open_runner(runner, spec, tasks, stations, where)
             if level is None:
                 return opened
             runners[level] = opened
@@ -225,11 +225,15 @@ def make_runner(spec: CampaignSpec, tasks: TaskService) -> TrialRunner:
 
 
 def _open_runner(
-    runner: RunnerSpec, spec: CampaignSpec, tasks: TaskService, where: str
+    runner: RunnerSpec,
+    spec: CampaignSpec,
+    tasks: TaskService,
+    stations: StationService,
+    where: str,
 ) -> TrialRunner:
     try:
         if runner.station is not None:
-            return _station_runner(runner, spec)
+            return _station_runner(runner, spec, stations)
         return _site_runner(runner, spec, tasks)
     except CampaignSpecError as exc:
         if where == "runner" or not exc.field.startswith("runner"):
@@ -244,22 +248,46 @@ def _open_runner(
         ) from None
 
 
-def check_runner(spec: CampaignSpec, tasks: TaskService) -> None:
+def check_runner(spec: CampaignSpec, tasks: TaskService, stations: StationService) -> None:
     """Validate ``spec.runner`` (or the fidelities' runners) without keeping anything open."""
-    make_runner(spec, tasks).close()
+    make_runner(spec, tasks, stations).close()
 
 
-def _station_runner(runner: RunnerSpec, spec: CampaignSpec) -> StationRunner:
+def _station_runner(
+    runner: RunnerSpec, spec: CampaignSpec, stations: StationService
+) -> StationRunner:
+    """The runner of a station.
+
+    A built-in station opens privately for the campaign (seeded by it, with its options); a
+    registered one is shared with other campaigns through its scheduler.
+    """
     assert runner.station is not None
-    options = {"slots": spec.budget.parallel, "seed": spec.seed, **runner.options}
-    station = open_station(runner.station, **options)
+    name, project = runner.station, spec.project or ""
+    try:
+        record = stations.get(name)
+    except NotFound:
+        raise CampaignSpecError(
+            "runner.station", f"unknown station {name!r}", "`genesis station list` shows them"
+        ) from None
+    station: Station
+    if record.builtin:
+        options = {"slots": spec.budget.parallel, "seed": spec.seed, **runner.options}
+        station = stations.private(name, open_station(name, **options), project, runner.priority)
+    elif runner.options:
+        raise CampaignSpecError(
+            "runner.options",
+            f"station {name!r} is registered and shared; its options are set when it is added",
+            "remove runner.options (or use `genesis station add` with other options)",
+        )
+    else:
+        station = stations.handle(name, project, runner.priority)
     info = station.describe()
     try:
         _check_station_fits(info.parameters, info.measurements, spec, runner.station)
     except CampaignSpecError:
         station.close()
         raise
-    return StationRunner(runner.station, station, min(info.slots, spec.budget.parallel))
+    return StationRunner(name, station, min(info.slots, spec.budget.parallel))
 
 
 def _check_station_fits(

@@ -27,6 +27,7 @@ from genesis_platform.compute.tasks import TaskService
 from genesis_platform.data.service import DatasetService
 from genesis_platform.errors import CampaignError, CampaignSpecError, InvalidInput, NotFound
 from genesis_platform.governance import Resource, ServiceContext
+from genesis_platform.labs.service import StationService
 from genesis_platform.modelhub.service import ModelService
 from genesis_platform.planning._feasible import check_satisfiable
 from genesis_platform.planning.encoding import Encoder
@@ -119,11 +120,13 @@ class CampaignService:
         datasets: DatasetService,
         models: ModelService,
         tasks: TaskService,
+        stations: StationService,
     ) -> None:
         self._ctx = ctx
         self._datasets = datasets
         self._models = models
         self._tasks = tasks
+        self._stations = stations
 
     def create(
         self, spec: CampaignSpec | Mapping[str, Any] | None = None, **fields: Any
@@ -143,7 +146,7 @@ class CampaignService:
         except InvalidInput as exc:
             raise CampaignSpecError(exc.field, exc.problem, exc.fix) from None
         self._planner(spec)  # validates the planner and its options
-        check_runner(spec, self._tasks)
+        check_runner(spec, self._tasks, self._stations)
         warm = None if spec.warm_start is None else self._datasets.get(spec.warm_start)
         with self._ctx.mutation("write", Resource("campaign", spec.name), {"op": "create"}) as s:
             row = CampaignRow(
@@ -210,7 +213,7 @@ class CampaignService:
         with CampaignLock(self._locks, campaign.id):
             planner = self._planner(spec)
             warm = load_warm_start(spec, self._datasets)
-            runner = make_runner(spec, self._tasks)
+            runner = make_runner(spec, self._tasks, self._stations)
             objective = next(iter(spec.objectives))
             if progress:
                 with ProgressBar(f"{spec.name} #{campaign.id}", objective) as bar:

@@ -185,6 +185,9 @@ class RunnerSpec(_Strict):
     going to the site with the most free slots. A site runner's ``options.max_workers``, if
     given, caps the trials in flight (a whole number from 1 to 10,000; default
     ``budget.parallel``).
+
+    A station runner's ``priority`` orders its operations in the queue of a station shared
+    with other campaigns (higher first; default 0).
     """
 
     _section: ClassVar[str] = "runner"
@@ -193,6 +196,7 @@ class RunnerSpec(_Strict):
     site: str | list[str] | None = None
     function: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    priority: int = Field(0, ge=-1000, le=1000, strict=True)
 
     @model_validator(mode="after")
     def _one_target(self) -> RunnerSpec:

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from genesis_platform.errors import CatalogError
 
-__all__ = ["Database", "retry_conflicts"]
+__all__ = ["Database", "head_revision", "retry_conflicts"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _READ_ONLY = "genesis_read_only"
@@ -91,9 +91,8 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the latest Alembic revision (a no-op when it is there)."""
-        config = Config()
-        config.set_main_option("script_location", str(_MIGRATIONS))
-        head = ScriptDirectory.from_config(config).get_current_head()
+        config = _alembic_config()
+        head = head_revision()
         with self._read_engine.connect() as connection:
             if MigrationContext.configure(connection).get_current_revision() == head:
                 return
@@ -104,6 +103,19 @@ class Database:
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
+
+
+def head_revision() -> str:
+    """The newest migration's revision id: what :meth:`Database.migrate` brings a catalog to."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None  # the package ships its migrations
+    return head
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
 
 
 def _while_locked(step: Callable[[], None], patience_s: float = 30.0) -> None:

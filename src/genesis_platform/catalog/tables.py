@@ -314,3 +314,102 @@ class TaskRow(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column()
     finished_at: Mapped[dt.datetime | None] = mapped_column()
     submitted_by: Mapped[str] = mapped_column(String(200))
+
+
+class StationRow(Base):
+    """A registered lab station: its driver, the driver's options and its safety policy.
+
+    ``safety`` is :meth:`genesis_platform.labs.safety.SafetyPolicy.to_config`'s form.
+    """
+
+    __tablename__ = "stations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    driver: Mapped[str] = mapped_column(String(40))
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    safety: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class StationOperationRow(Base):
+    """One operation sent (or refused) to a station, and the instrument time it used.
+
+    States: ``queued`` (waiting in Genesis's queue), ``running``, ``completed``, ``failed``,
+    ``aborted``, ``refused`` (broke a safety rule; never sent) and ``timed_out`` (ran past
+    the station's timeout and was aborted).
+    """
+
+    __tablename__ = "station_operations"
+    __table_args__ = (
+        Index("ix_station_operations_station_state", "station", "state"),
+        Index("ix_station_operations_project", "project"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station: Mapped[str] = mapped_column(String(100))
+    operation_id: Mapped[str] = mapped_column(String(200))
+    project: Mapped[str] = mapped_column(String(200), default="")
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(20), default="queued")
+    external_id: Mapped[str] = mapped_column(String(400), default="")
+    values: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    instrument_seconds: Mapped[float] = mapped_column(default=0.0)
+    submitted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column()
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+    submitted_by: Mapped[str] = mapped_column(String(200))
+
+
+class StationWindowRow(Base):
+    """A time window of a station: a ``reservation`` for one project, or ``maintenance``."""
+
+    __tablename__ = "station_windows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station: Mapped[str] = mapped_column(String(100), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    project: Mapped[str] = mapped_column(String(200), default="")
+    starts_at: Mapped[dt.datetime] = mapped_column()
+    ends_at: Mapped[dt.datetime] = mapped_column()
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class StationCommandRow(Base):
+    """An operator's command to a station (``abort``, ``refill``).
+
+    Every process that has the station open carries it out; ``applied_at`` is set by the
+    first one.
+    """
+
+    __tablename__ = "station_commands"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    station: Mapped[str] = mapped_column(String(100), index=True)
+    command: Mapped[str] = mapped_column(String(20))
+    argument: Mapped[str] = mapped_column(String(200), default="")
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    applied_at: Mapped[dt.datetime | None] = mapped_column()
+    applied_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class StationStatusRow(Base):
+    """The last status a process that has the station open saw (refreshed every second)."""
+
+    __tablename__ = "station_status"
+
+    station: Mapped[str] = mapped_column(String(100), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))
+    busy_slots: Mapped[int] = mapped_column(Integer, default=0)
+    queue_length: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    heartbeat: Mapped[float] = mapped_column(default=0.0)
+    consumables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    owner: Mapped[str] = mapped_column(String(200), default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

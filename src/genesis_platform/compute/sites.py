@@ -41,7 +41,6 @@ above, checked here, and any others, which are passed to the factory for it to c
 
 from __future__ import annotations
 
-import importlib
 import re
 import sys
 from collections.abc import Mapping
@@ -50,15 +49,10 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from genesis_platform._options import import_extra
+from genesis_platform._options import validate_options as _validate
 from genesis_platform.compute.protocols import Executor
 from genesis_platform.errors import InvalidInput
 
@@ -218,34 +212,13 @@ def validate_options(kind: str, options: Mapping[str, Any]) -> _Options:
     Raises:
         InvalidInput: (field ``options.<key>``) an unknown option or a bad value.
     """
-    model = _options_model(kind)
-    try:
-        return model.model_validate(dict(options))
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"]) or "options"
-        if error["type"] == "extra_forbidden":
-            raise InvalidInput(
-                f"options.{key}",
-                f"a {kind} site has no option {key!r}",
-                f"its options are {sorted(model.model_fields)}",
-            ) from None
-        raise InvalidInput(
-            f"options.{key}", f"{error['msg']} (got {error.get('input')!r})", _hint(model, key)
-        ) from None
+    return _validate(_options_model(kind), options, f"a {kind} site", _FIXES)
 
 
 _FIXES = {
     "address": "use auto, ray://HOST:PORT or HOST:PORT; leave it out to start a local Ray",
     "pilot_address": "a host name or IP address the compute nodes reach, e.g. login1",
 }
-
-
-def _hint(model: type[_Options], key: str) -> str:
-    info = model.model_fields.get(key)
-    if key in _FIXES or info is None:
-        return _FIXES.get(key, "")
-    return f"leave it out for the default, {info.default!r}"
 
 
 def site_options_help() -> str:
@@ -326,11 +299,4 @@ def _open_plugin(config: SiteConfig, settings: _Options, home: Path) -> Executor
 
 
 def _import_extra(module: str, extra: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise InvalidInput(
-            "kind",
-            f"this kind of site needs the [{extra}] extra ({exc})",
-            f"pip install 'genesis-platform[{extra}]'",
-        ) from exc
+    return import_extra(module, extra, "kind")

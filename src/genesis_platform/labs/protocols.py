@@ -1,7 +1,16 @@
 """The station protocol: an instrument or robotic cell that runs operations.
 
-A station describes itself (capabilities, parameter and measurement schemas), reports its
-status, runs operations asynchronously (one future per operation) and can abort.
+Small capability protocols that a driver combines, in the spirit of bluesky's ``Readable``
+and ``Movable``: a station describes itself (:class:`Describable`: capabilities, parameter
+and measurement schemas with units and limits), reports its status with a heartbeat
+(:class:`Monitorable`: state, busy slots, queue length), runs operations asynchronously, one
+future per operation (:class:`Operable`), and stops what it is doing (:class:`Abortable`).
+:class:`Station` is all four plus ``close``. Optional capabilities: :class:`Refillable`
+(consumables) and :class:`Maintainable` (a maintenance state).
+
+Safety limits, scheduling between campaigns and usage records are Genesis's, not the
+driver's (:mod:`genesis_platform.labs.safety`, :mod:`genesis_platform.labs.scheduler`): a
+driver only talks to its instrument.
 """
 
 from __future__ import annotations
@@ -15,8 +24,14 @@ from typing import Any, Protocol, runtime_checkable
 from genesis_platform.planning.protocols import ParamValue
 
 __all__ = [
+    "Abortable",
+    "Describable",
+    "Maintainable",
     "Measurement",
+    "Monitorable",
+    "Operable",
     "Operation",
+    "Refillable",
     "Station",
     "StationInfo",
     "StationState",
@@ -31,6 +46,7 @@ class StationState(StrEnum):
     BUSY = "busy"
     ERROR = "error"
     OFFLINE = "offline"
+    MAINTENANCE = "maintenance"
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,9 @@ class StationInfo:
             :meth:`genesis_platform.planning.space.Space.to_dict`, plus ``unit``.
         measurements: Measured quantities by name, each ``{"unit": ...}``.
         slots: How many operations it runs at once.
+        protocol: How Genesis talks to it (``simulated``, ``SiLA 2``, ``Bluesky``), for the
+            inventory.
+        consumables: Consumables by name, each ``{"unit", "capacity", "per_operation"}``.
     """
 
     name: str
@@ -55,6 +74,8 @@ class StationInfo:
     parameters: Mapping[str, Mapping[str, Any]]
     measurements: Mapping[str, Mapping[str, Any]]
     slots: int
+    protocol: str = "simulated"
+    consumables: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,16 +83,20 @@ class StationStatus:
     """A station's state now.
 
     Attributes:
-        state: idle, busy, error or offline.
+        state: idle, busy, error, offline or maintenance.
         busy_slots: Operations running now.
         queue_length: Operations waiting for a slot.
-        reason: Why it is in ``error`` or ``offline``.
+        reason: Why it is in ``error``, ``offline`` or ``maintenance``.
+        heartbeat: When the driver last heard from the instrument (Unix time; 0: never).
+        consumables: What is left of each consumable, in its unit.
     """
 
     state: StationState
     busy_slots: int = 0
     queue_length: int = 0
     reason: str = ""
+    heartbeat: float = 0.0
+    consumables: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,30 +132,88 @@ class Measurement:
 
 
 @runtime_checkable
-class Station(Protocol):
-    """An instrument or robotic cell.
-
-    :meth:`run` returns at once; its future fails with
-    :class:`~genesis_platform.errors.OperationFailed` when the operation fails and with
-    :class:`~genesis_platform.errors.StationError` when the station cannot run it.
-    """
+class Describable(Protocol):
+    """Says what it is and what it accepts."""
 
     def describe(self) -> StationInfo:
         """Capabilities, parameter and measurement schemas, slots."""
         ...
 
+
+@runtime_checkable
+class Monitorable(Protocol):
+    """Reports its state."""
+
     def status(self) -> StationStatus:
-        """State, busy slots and queue length now."""
+        """State, busy slots, queue length and heartbeat now.
+
+        Never raises: a station that cannot be reached is ``offline``, with the reason.
+        """
         ...
+
+
+@runtime_checkable
+class Operable(Protocol):
+    """Runs operations."""
 
     def run(self, op: Operation) -> Future[Measurement]:
-        """Queue ``op`` and return its future at once."""
+        """Queue ``op`` and return its future at once.
+
+        Idempotent by operation id: while an operation with the same id is queued or
+        running, its future is returned and nothing new runs. The future fails with
+        :class:`~genesis_platform.errors.OperationFailed` when the operation fails (a
+        transient fault: a retry may succeed), with
+        :class:`~genesis_platform.errors.StationError` when the station cannot run it
+        (closed, in error, aborted), and with
+        :class:`~genesis_platform.errors.InvalidInput` when its parameters do not fit.
+        """
         ...
 
+
+@runtime_checkable
+class Abortable(Protocol):
+    """Stops what it is doing."""
+
     def abort(self) -> None:
-        """Stop running operations (their futures fail) and drop the queue."""
+        """Stop running operations and drop the queue; their futures fail with StationError.
+
+        Returns once the instrument has been told.
+        """
         ...
+
+
+@runtime_checkable
+class Station(Describable, Monitorable, Operable, Abortable, Protocol):
+    """An instrument or robotic cell: describe, status, run, abort, close."""
 
     def close(self) -> None:
         """Release the connection or worker threads; the station is not used afterwards."""
+        ...
+
+
+@runtime_checkable
+class Refillable(Protocol):
+    """Has consumables that an operator refills (``genesis station refill``)."""
+
+    def refill(self, consumable: str | None = None) -> None:
+        """Fill ``consumable`` (all of them when None) to capacity.
+
+        A station in ``error`` because one ran empty becomes ready again.
+
+        Raises:
+            InvalidInput: no consumable of that name (field ``consumable``).
+        """
+        ...
+
+
+@runtime_checkable
+class Maintainable(Protocol):
+    """Can be taken out of service for maintenance."""
+
+    def set_maintenance(self, on: bool, reason: str = "") -> None:
+        """Enter (``on``) or leave maintenance.
+
+        In maintenance ``run`` fails with StationError and ``status`` says ``maintenance``
+        with the reason.
+        """
         ...

@@ -18,7 +18,18 @@ __all__ = ["SIMULATED_OPTIONS", "builtin_stations", "open_station"]
 DEFAULT_SLOTS = 2
 """Slots of a built-in station opened without a ``slots`` option."""
 
-SIMULATED_OPTIONS = ("slots", "latency_s", "latency_jitter", "noise", "failure_rate", "seed")
+SIMULATED_OPTIONS = (
+    "slots",
+    "latency_s",
+    "latency_jitter",
+    "noise",
+    "failure_rate",
+    "permanent_fault_rate",
+    "reservoir_ml",
+    "use_ml",
+    "drift_per_hour",
+    "seed",
+)
 """Options a built-in station accepts (keyword arguments of :class:`SimulatedStation`)."""
 
 
@@ -32,8 +43,8 @@ def open_station(name: str, **options: Any) -> Station:
 
     Args:
         name: A built-in station's name (see :func:`builtin_stations`).
-        **options: Any of :data:`SIMULATED_OPTIONS` (``slots``, ``latency_s``,
-            ``latency_jitter``, ``noise``, ``failure_rate``, ``seed``).
+        **options: Any of :data:`SIMULATED_OPTIONS` (keyword arguments of
+            :class:`SimulatedStation`).
 
     Raises:
         InvalidInput: Unknown station (field ``runner.station``), unknown option or a bad

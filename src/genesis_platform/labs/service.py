@@ -1,30 +1,842 @@
-"""The station service (``p.stations``): the stations campaigns can use."""
+"""The station service (``p.stations``): registered stations, shared by campaigns.
+
+A station is registered with a driver, the driver's options and a safety policy
+(``genesis station add``); one simulated station per built-in emulator always exists.
+In a process, each station is opened once, behind a
+:class:`~genesis_platform.labs.scheduler.StationScheduler` that every campaign of every
+project shares (:meth:`StationService.handle`). Operations, their instrument-seconds,
+reservation and maintenance windows are stored in the catalog.
+
+Operators act on a station from any shell: ``abort`` and ``refill`` are stored as
+commands that every process having the station open carries out within about half a
+second (a watcher thread polls for them), and those processes publish the station's status
+every second, which ``genesis station status`` reads.
+"""
 
 from __future__ import annotations
 
-from genesis_platform.errors import NotFound
-from genesis_platform.governance import Resource, ServiceContext
-from genesis_platform.labs.protocols import StationInfo
-from genesis_platform.labs.registry import builtin_stations
+import builtins
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["StationService"]
+from sqlalchemy import delete, func, select, update
+
+from genesis_platform.catalog.tables import (
+    StationCommandRow,
+    StationOperationRow,
+    StationRow,
+    StationStatusRow,
+    StationWindowRow,
+    utcnow,
+)
+from genesis_platform.compute.tasks import process_owner
+from genesis_platform.errors import InvalidInput, NotFound, StationError
+from genesis_platform.governance import Resource, ServiceContext
+from genesis_platform.labs.drivers import StationConfig, open_driver
+from genesis_platform.labs.emulators import EMULATORS, get_emulator
+from genesis_platform.labs.protocols import (
+    Measurement,
+    Operation,
+    Refillable,
+    Station,
+    StationInfo,
+    StationState,
+    StationStatus,
+)
+from genesis_platform.labs.safety import SafetyPolicy
+from genesis_platform.labs.scheduler import StationScheduler, Window
+
+__all__ = ["InventoryRow", "OperationInfo", "StationHandle", "StationRecord", "StationService"]
+
+_log = logging.getLogger(__name__)
+_WATCH_S = 0.5
+"""How often a process polls for operators' commands to the stations it has open."""
+_STATUS_FRESH_S = 5.0
+"""A published status older than this is not trusted (its process may be gone)."""
+_WINDOW_CACHE_S = 1.0
+
+
+@dataclass(frozen=True)
+class StationRecord:
+    """A station as registered: driver, options, safety policy (built-ins are not stored)."""
+
+    name: str
+    driver: str
+    options: Mapping[str, Any]
+    safety: Mapping[str, Any]
+    builtin: bool = False
+    created_by: str = ""
+
+    def config(self) -> StationConfig:
+        """Its driver config."""
+        return StationConfig(self.name, self.driver, self.options)
+
+
+@dataclass(frozen=True)
+class OperationInfo:
+    """One recorded station operation."""
+
+    id: int
+    station: str
+    operation_id: str
+    project: str
+    priority: int
+    params: Mapping[str, Any]
+    state: str
+    external_id: str
+    values: Mapping[str, Any] | None
+    error: str
+    instrument_seconds: float
+    submitted_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class InventoryRow:
+    """One station in the lab readiness inventory (``genesis station inventory``).
+
+    Attributes:
+        name: The station.
+        driver: Its driver.
+        protocol: How Genesis talks to it (simulated, SiLA 2, Bluesky).
+        capabilities: What it does.
+        safety: The safety features declared (limits, interlocks, timeout), one per line.
+        operations: Operations that ran in the period (completed, failed or timed out).
+        instrument_seconds: Instrument time they used.
+        utilization: ``instrument_seconds / (period * slots)``.
+        uptime: Share of the period outside maintenance windows.
+        faults: Operations that failed or timed out in the period.
+        last_fault: The newest fault's message ('' without faults).
+        refused: Operations the safety policy refused in the period.
+        reachable: Whether its driver could be opened to describe it (else the reason).
+    """
+
+    name: str
+    driver: str
+    protocol: str
+    capabilities: tuple[str, ...]
+    safety: tuple[str, ...]
+    operations: int
+    instrument_seconds: float
+    utilization: float
+    uptime: float
+    faults: int
+    last_fault: str
+    refused: int
+    reachable: str = "yes"
+    slots: int = 1
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class StationHandle:
+    """A station as one campaign (of one project, at one priority) uses it.
+
+    It has the station protocol: ``run`` goes through the station's shared scheduler with
+    the project and priority; ``abort`` stops only this handle's operations; ``close``
+    releases nothing shared.
+    """
+
+    def __init__(
+        self, scheduler: StationScheduler, project: str, priority: int, owned: bool = False
+    ) -> None:
+        self._scheduler = scheduler
+        self._project = project
+        self._priority = priority
+        self._owned = owned
+        self._mine: dict[str, Future[Measurement]] = {}
+        self._lock = threading.Lock()
+
+    def describe(self) -> StationInfo:
+        """The station's description."""
+        return self._scheduler.describe()
+
+    def status(self) -> StationStatus:
+        """The station's status (all campaigns' operations)."""
+        return self._scheduler.status()
+
+    def run(self, op: Operation) -> Future[Measurement]:
+        """Queue ``op`` for this handle's project and priority."""
+        future = self._scheduler.submit(op, self._project, self._priority)
+        with self._lock:
+            self._mine[op.id] = future
+        future.add_done_callback(lambda _: self._forget(op.id, future))
+        return future
+
+    def abort(self) -> None:
+        """Stop this handle's queued and running operations (others' go on)."""
+        if self._owned:
+            self._scheduler.abort()
+            return
+        with self._lock:
+            ids = list(self._mine)
+        for op_id in ids:
+            self._scheduler.cancel(op_id)
+
+    def close(self) -> None:
+        """Close a private station; a shared one stays open for other campaigns."""
+        if self._owned:
+            self._scheduler.close()
+
+    def _forget(self, op_id: str, future: Future[Measurement]) -> None:
+        with self._lock:
+            if self._mine.get(op_id) is future:
+                del self._mine[op_id]
 
 
 class StationService:
-    """Stations of one platform. Today: the built-in simulated stations."""
+    """Stations of one platform."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self._ctx = ctx
+        self._lock = threading.Lock()
+        self._open: dict[str, StationScheduler] = {}
+        self._seen_command = 0
+        self._owner = process_owner()
+        self._closed = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    # -- registry ----------------------------------------------------------------------------
+
+    def add(
+        self,
+        name: str,
+        driver: str,
+        options: Mapping[str, Any] | None = None,
+        safety: Mapping[str, Any] | None = None,
+    ) -> StationRecord:
+        """Register a station.
+
+        Args:
+            name: Its name.
+            driver: ``simulated``, ``sila2``, ``bluesky`` or a plugin's.
+            options: The driver's options (:mod:`genesis_platform.labs.drivers`).
+            safety: ``{"limits": {param: "LOW:HIGH" | "A,B"}, "interlocks": [...],
+                "timeout_s": s}`` (:class:`~genesis_platform.labs.safety.SafetyPolicy`).
+
+        Raises:
+            InvalidInput: a bad name, driver, option or safety rule (naming the field), or
+                the name is taken.
+            StationError: the safety rules need the station's parameters and the station
+                cannot be reached to describe them.
+        """
+        config = StationConfig.create(name, driver, options)
+        policy = SafetyPolicy.from_config(safety or {}, self._parameters(config, bool(safety)))
+        if name in EMULATORS:
+            raise InvalidInput("name", f"{name!r} is a built-in station", "choose another name")
+        with self._ctx.mutation("write", Resource("station", name), {"op": "add"}) as s:
+            if s.scalar(select(StationRow.id).where(StationRow.name == name)) is not None:
+                raise InvalidInput(
+                    "name", f"station {name!r} exists", "remove it first or choose another name"
+                )
+            s.add(
+                StationRow(
+                    name=name,
+                    driver=driver,
+                    options=dict(config.options),
+                    safety=policy.to_config(),
+                    created_by=str(self._ctx.principal),
+                )
+            )
+        return self.get(name)
+
+    def list(self) -> builtins.list[StationRecord]:
+        """Every station: the built-in ones and the registered ones, by name."""
+        with self._ctx.reading(Resource("station", "*")) as s:
+            rows = [_record(row) for row in s.scalars(select(StationRow))]
+        return sorted([*_builtins(), *rows], key=lambda record: record.name)
+
+    def get(self, name: str) -> StationRecord:
+        """Station ``name`` as registered.
+
+        Raises:
+            NotFound: no such station.
+        """
+        with self._ctx.reading(Resource("station", name)) as s:
+            row = s.scalar(select(StationRow).where(StationRow.name == name))
+            if row is not None:
+                return _record(row)
+        if name in EMULATORS:
+            return _builtin(name)
+        raise NotFound("station", name, "`genesis station list` shows the stations")
+
+    def describe(self, name: str) -> StationInfo:
+        """What station ``name`` is and accepts (opens it in this process).
+
+        Raises:
+            NotFound: no such station.
+            StationError: it cannot be reached.
+        """
+        return self.open(name).describe()
+
+    def remove(self, name: str) -> None:
+        """Unregister station ``name`` (its operation records stay).
+
+        Raises:
+            InvalidInput: it is built in, or has operations queued or running here.
+            NotFound: no such station.
+        """
+        record = self.get(name)
+        if record.builtin:
+            raise InvalidInput("name", f"{name!r} is built in", "it cannot be removed")
+        with self._lock:
+            scheduler = self._open.get(name)
+        if scheduler is not None:
+            if scheduler.status().busy_slots or scheduler.status().queue_length:
+                raise InvalidInput(
+                    "name", f"station {name!r} has operations", "abort them or wait, then remove"
+                )
+            with self._lock:
+                self._open.pop(name, None)
+            scheduler.close()
+        with self._ctx.mutation("write", Resource("station", name), {"op": "remove"}) as s:
+            s.execute(delete(StationRow).where(StationRow.name == name))
+            s.execute(delete(StationStatusRow).where(StationStatusRow.station == name))
+
+    # -- using -------------------------------------------------------------------------------
+
+    def open(self, name: str) -> StationScheduler:
+        """Station ``name``'s scheduler in this process (opened on first use).
+
+        Raises:
+            NotFound: no such station.
+            StationError: its driver cannot be reached.
+        """
+        with self._lock:
+            scheduler = self._open.get(name)
+        if scheduler is not None:
+            return scheduler
+        record = self.get(name)
+        self._ctx.authorize("run", Resource("station", name))
+        station = open_driver(record.config())
+        try:
+            policy = SafetyPolicy.from_config(record.safety, station.describe().parameters)
+        except Exception:
+            station.close()
+            raise
+        scheduler = StationScheduler(
+            name,
+            station,
+            safety=policy,
+            log=_CatalogLog(self._ctx),
+            windows=_WindowCache(self, name),
+        )
+        with self._lock:
+            existing = self._open.setdefault(name, scheduler)
+        if existing is not scheduler:  # another thread opened it meanwhile
+            scheduler.close()
+        self._start_watcher()
+        return existing
+
+    def handle(self, name: str, project: str = "", priority: int = 0) -> StationHandle:
+        """Station ``name`` for one campaign: its operations count for ``project``.
+
+        Raises:
+            NotFound: no such station.
+            StationError: its driver cannot be reached.
+        """
+        return StationHandle(self.open(name), project, priority)
+
+    def private(
+        self, name: str, station: Station, project: str = "", priority: int = 0
+    ) -> StationHandle:
+        """A campaign's own instance of a built-in station, opened by the caller.
+
+        Its operations are recorded like a shared station's; closing the handle closes it.
+        """
+        scheduler = StationScheduler(
+            name,
+            station,
+            safety=SafetyPolicy.from_config(self.get(name).safety, station.describe().parameters),
+            log=_CatalogLog(self._ctx),
+            windows=_WindowCache(self, name),
+        )
+        return StationHandle(scheduler, project, priority, owned=True)
+
+    def status(self, name: str) -> StationStatus:
+        """Station ``name``'s status now.
+
+        From this process when it has the station open, else from another process that has
+        (published within the last seconds), else by asking its driver.
+        """
+        self.get(name)
+        with self._lock:
+            scheduler = self._open.get(name)
+        if scheduler is not None:
+            return scheduler.status()
+        published = self._published_status(name)
+        if published is not None:
+            return published
+        try:
+            station = open_driver(self.get(name).config())
+        except StationError as exc:
+            return StationStatus(StationState.OFFLINE, reason=str(exc))
+        try:
+            return station.status()
+        finally:
+            station.close()
+
+    def abort(self, name: str, wait_s: float = 2.0) -> bool:
+        """Abort what runs on station ``name``, in every process that has it open.
+
+        Returns:
+            True when a process carried the abort out (this one or another within
+            ``wait_s``); False when no process has the station open.
+        """
+        return self._command(name, "abort", "", wait_s)
+
+    def refill(self, name: str, consumable: str | None = None, wait_s: float = 2.0) -> bool:
+        """Refill a consumable of station ``name`` (all of them by default).
+
+        Returns:
+            As :meth:`abort`.
+
+        Raises:
+            InvalidInput: the station has no consumables (field ``consumable``).
+        """
+        record = self.get(name)
+        if record.driver == "simulated" and "reservoir_ml" not in record.options:
+            raise InvalidInput(
+                "consumable",
+                f"station {name!r} has no consumables",
+                "add it with --option reservoir_ml=VOLUME to simulate one",
+            )
+        return self._command(name, "refill", consumable or "", wait_s)
+
+    # -- windows -----------------------------------------------------------------------------
+
+    def reserve(
+        self,
+        name: str,
+        project: str,
+        starts_at: dt.datetime,
+        ends_at: dt.datetime,
+        reason: str = "",
+    ) -> Window:
+        """Reserve station ``name`` for ``project`` from ``starts_at`` to ``ends_at``.
+
+        Raises:
+            InvalidInput: an empty project, a window that ends before it starts, or one
+                that overlaps another reservation of another project.
+        """
+        if not project:
+            raise InvalidInput("project", "a reservation needs a project", "give --project")
+        return self._add_window(name, "reservation", project, starts_at, ends_at, reason)
+
+    def maintenance(
+        self, name: str, starts_at: dt.datetime, ends_at: dt.datetime, reason: str = ""
+    ) -> Window:
+        """Take station ``name`` out of service from ``starts_at`` to ``ends_at``."""
+        return self._add_window(name, "maintenance", "", starts_at, ends_at, reason)
+
+    def windows(self, name: str, *, include_past: bool = False) -> builtins.list[Window]:
+        """Station ``name``'s reservation and maintenance windows, by start."""
+        query = select(StationWindowRow).where(StationWindowRow.station == name)
+        if not include_past:
+            query = query.where(StationWindowRow.ends_at > utcnow())
+        with self._ctx.reading(Resource("station", name)) as s:
+            rows = s.scalars(query.order_by(StationWindowRow.starts_at)).all()
+            return [_window(row) for row in rows]
+
+    def cancel_window(self, window_id: int) -> None:
+        """Delete a window.
+
+        Raises:
+            NotFound: no such window.
+        """
+        with self._ctx.db.session() as s:
+            row = s.get(StationWindowRow, window_id)
+            if row is None:
+                raise NotFound("window", window_id, "`genesis station windows NAME` lists them")
+            station = row.station
+        with self._ctx.mutation("write", Resource("station", station), {"op": "unwindow"}) as s:
+            s.execute(delete(StationWindowRow).where(StationWindowRow.id == window_id))
+
+    # -- records -----------------------------------------------------------------------------
+
+    def operations(
+        self, *, station: str | None = None, project: str | None = None, limit: int = 50
+    ) -> builtins.list[OperationInfo]:
+        """The newest recorded operations first."""
+        query = select(StationOperationRow).order_by(StationOperationRow.id.desc()).limit(limit)
+        if station is not None:
+            query = query.where(StationOperationRow.station == station)
+        if project is not None:
+            query = query.where(StationOperationRow.project == project)
+        with self._ctx.reading(Resource("station", station or "*")) as s:
+            return [_operation(row) for row in s.scalars(query)]
+
+    def usage(
+        self, *, project: str | None = None, station: str | None = None
+    ) -> dict[tuple[str, str], float]:
+        """Instrument-seconds of finished operations per ``(project, station)``."""
+        seconds = func.sum(StationOperationRow.instrument_seconds)
+        query = select(StationOperationRow.project, StationOperationRow.station, seconds).group_by(
+            StationOperationRow.project, StationOperationRow.station
+        )
+        if project is not None:
+            query = query.where(StationOperationRow.project == project)
+        if station is not None:
+            query = query.where(StationOperationRow.station == station)
+        with self._ctx.reading(Resource("station", station or "*")) as s:
+            return {(p, st): float(total or 0.0) for p, st, total in s.execute(query)}
+
+    def inventory(
+        self, since: dt.datetime | None = None, until: dt.datetime | None = None
+    ) -> builtins.list[InventoryRow]:
+        """Every station with its driver, protocol, capabilities, safety, use and faults.
+
+        Args:
+            since: Start of the period (default: 30 days before ``until``).
+            until: End of the period (default: now).
+        """
+        from genesis_platform.labs.inventory import inventory_rows
+
+        until = until or utcnow()
+        since = since or until - dt.timedelta(days=30)
+        return inventory_rows(self, self._ctx, since, until)
+
+    def close(self) -> None:
+        """Close every station this process opened (queued operations fail)."""
+        self._closed.set()
+        with self._lock:
+            schedulers, self._open = list(self._open.values()), {}
+        for scheduler in schedulers:
+            try:
+                scheduler.close()
+            except Exception:
+                _log.exception("closing station %s failed", scheduler.name)
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+        with self._ctx.db.session() as s:
+            names = [scheduler.name for scheduler in schedulers]
+            s.execute(
+                delete(StationStatusRow).where(
+                    StationStatusRow.station.in_(names), StationStatusRow.owner == self._owner
+                )
+            )
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _parameters(self, config: StationConfig, needed: bool) -> Mapping[str, Mapping[str, Any]]:
+        """The station's parameter schema, for checking its safety policy."""
+        emulator = config.options.get("emulator") or (
+            config.name if config.driver == "simulated" else None
+        )
+        if emulator is not None:
+            return get_emulator(str(emulator)).parameters
+        if not needed:
+            return {}
+        try:
+            station = open_driver(config)
+        except StationError as exc:
+            raise StationError(
+                f"cannot reach station {config.name!r} to check its safety rules against its "
+                f"parameters: {exc}; start the instrument (or its server) and add it again"
+            ) from exc
+        try:
+            return station.describe().parameters
+        finally:
+            station.close()
+
+    def _add_window(
+        self,
+        name: str,
+        kind: str,
+        project: str,
+        starts_at: dt.datetime,
+        ends_at: dt.datetime,
+        reason: str,
+    ) -> Window:
+        self.get(name)
+        for label, value in (("starts_at", starts_at), ("ends_at", ends_at)):
+            if value.tzinfo is None:
+                raise InvalidInput(label, "has no time zone", "give e.g. 2026-12-01T09:00+00:00")
+        if ends_at <= starts_at:
+            raise InvalidInput("ends_at", "is not after starts_at", "give an end after the start")
+        if kind == "reservation":
+            for other in self.windows(name):
+                overlaps = other.starts_at < ends_at and starts_at < other.ends_at
+                if other.kind == "reservation" and other.project != project and overlaps:
+                    raise InvalidInput(
+                        "starts_at",
+                        f"overlaps the reservation of project {other.project!r} "
+                        f"({other.starts_at:%Y-%m-%d %H:%M} to {other.ends_at:%H:%M})",
+                        "choose another time",
+                    )
+        detail = {"op": kind, "project": project}
+        with self._ctx.mutation("administer", Resource("station", name), detail) as s:
+            row = StationWindowRow(
+                station=name,
+                kind=kind,
+                project=project,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                reason=reason,
+                created_by=str(self._ctx.principal),
+            )
+            s.add(row)
+            s.flush()
+            return _window(row)
+
+    def _command(self, name: str, command: str, argument: str, wait_s: float) -> bool:
+        """Store an operator's command; carry it out or wait for a process that does.
+
+        Carried out here when this process has the station open; otherwise wait up to
+        ``wait_s`` for another process to.
+        """
+        self.get(name)
+        with self._ctx.mutation("administer", Resource("station", name), {"op": command}) as s:
+            row = StationCommandRow(
+                station=name,
+                command=command,
+                argument=argument,
+                requested_by=str(self._ctx.principal),
+            )
+            s.add(row)
+            s.flush()
+            command_id = row.id
+        with self._lock:
+            scheduler = self._open.get(name)
+        if scheduler is not None:
+            self._apply(scheduler, command, argument, command_id)
+            return True
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            with self._ctx.db.session(write=False) as s:
+                if s.get(StationCommandRow, command_id).applied_at is not None:  # type: ignore[union-attr]
+                    return True
+            time.sleep(0.1)
+        return False
+
+    def _apply(
+        self, scheduler: StationScheduler, command: str, argument: str, command_id: int
+    ) -> None:
+        """Carry out one command on a station open here, and mark it applied."""
+        try:
+            if command == "abort":
+                scheduler.abort()
+            elif command == "refill":
+                driver = scheduler.driver
+                if isinstance(driver, Refillable):
+                    driver.refill(argument or None)
+        except Exception:
+            _log.exception("command %s on station %s failed", command, scheduler.name)
+        with self._ctx.db.session() as s:
+            s.execute(
+                update(StationCommandRow)
+                .where(StationCommandRow.id == command_id, StationCommandRow.applied_at.is_(None))
+                .values(applied_at=utcnow(), applied_by=self._owner)
+            )
+
+    def _start_watcher(self) -> None:
+        with self._lock:
+            if self._watcher is not None:
+                return
+            with self._ctx.db.session(write=False) as s:
+                self._seen_command = int(s.scalar(select(func.max(StationCommandRow.id))) or 0)
+            self._watcher = threading.Thread(
+                target=self._watch, name="genesis-stations", daemon=True
+            )
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        """Carry out other processes' commands; publish the open stations' status."""
+        last_publish = 0.0
+        while not self._closed.wait(_WATCH_S):
+            try:
+                self._poll_commands()
+                if time.monotonic() - last_publish >= 1.0:
+                    self._publish_status()
+                    last_publish = time.monotonic()
+            except Exception:  # e.g. the catalog is locked: try again next time
+                _log.exception("watching the stations failed")
+
+    def _poll_commands(self) -> None:
+        with self._lock:
+            open_now = dict(self._open)
+        if not open_now:
+            return
+        with self._ctx.db.session(write=False) as s:
+            rows = s.scalars(
+                select(StationCommandRow)
+                .where(
+                    StationCommandRow.id > self._seen_command,
+                    StationCommandRow.station.in_(list(open_now)),
+                )
+                .order_by(StationCommandRow.id)
+            ).all()
+        for row in rows:
+            self._seen_command = max(self._seen_command, row.id)
+            self._apply(open_now[row.station], row.command, row.argument, row.id)
+
+    def _publish_status(self) -> None:
+        with self._lock:
+            open_now = dict(self._open)
+        for name, scheduler in open_now.items():
+            status = scheduler.status()
+            values = {
+                "state": status.state.value,
+                "busy_slots": status.busy_slots,
+                "queue_length": status.queue_length,
+                "reason": status.reason,
+                "heartbeat": status.heartbeat,
+                "consumables": dict(status.consumables),
+                "owner": self._owner,
+                "updated_at": utcnow(),
+            }
+            with self._ctx.db.session() as s:
+                row = s.get(StationStatusRow, name)
+                if row is None:
+                    s.add(StationStatusRow(station=name, **values))
+                else:
+                    for key, value in values.items():
+                        setattr(row, key, value)
+
+    def _published_status(self, name: str) -> StationStatus | None:
+        with self._ctx.db.session(write=False) as s:
+            row = s.get(StationStatusRow, name)
+            if row is None:
+                return None
+            age = (utcnow() - row.updated_at).total_seconds()
+            if age > _STATUS_FRESH_S:
+                return None
+            return StationStatus(
+                StationState(row.state),
+                row.busy_slots,
+                row.queue_length,
+                row.reason,
+                heartbeat=row.heartbeat,
+                consumables=dict(row.consumables),
+            )
+
+
+class _WindowCache:
+    """A station's windows, read from the catalog at most once a second."""
+
+    def __init__(self, service: StationService, name: str) -> None:
+        self._service = service
+        self._name = name
+        self._read_at = -_WINDOW_CACHE_S
+        self._windows: builtins.list[Window] = []
+
+    def __call__(self) -> builtins.list[Window]:
+        if time.monotonic() - self._read_at >= _WINDOW_CACHE_S:
+            self._windows = self._service.windows(self._name)
+            self._read_at = time.monotonic()
+        return self._windows
+
+
+class _CatalogLog:
+    """Records a scheduler's operations in ``station_operations`` (with audit records)."""
 
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
 
-    def list(self) -> list[StationInfo]:
-        """Every station, by name."""
-        self._ctx.authorize("read", Resource("station", "*"))
-        return sorted(builtin_stations(), key=lambda info: info.name)
+    def queued(self, station: str, op: Operation, project: str, priority: int) -> int:
+        detail = {"operation": op.id, "project": project}
+        with self._ctx.mutation("run", Resource("station", station), detail) as s:
+            row = _new_row(self._ctx, station, op, project, priority, "queued")
+            s.add(row)
+            s.flush()
+            return row.id
 
-    def get(self, name: str) -> StationInfo:
-        """One station's description."""
-        self._ctx.authorize("read", Resource("station", name))
-        for info in builtin_stations():
-            if info.name == name:
-                return info
-        raise NotFound("station", name, "`genesis station list` shows the stations")
+    def refused(
+        self, station: str, op: Operation, project: str, priority: int, reason: str
+    ) -> None:
+        detail = {"operation": op.id, "project": project, "refused": reason}
+        with self._ctx.mutation("run", Resource("station", station), detail) as s:
+            row = _new_row(self._ctx, station, op, project, priority, "refused")
+            row.error = reason
+            row.finished_at = utcnow()
+            s.add(row)
+
+    def started(self, record_id: int) -> None:
+        with self._ctx.db.session() as s:
+            s.execute(
+                update(StationOperationRow)
+                .where(StationOperationRow.id == record_id)
+                .values(state="running", started_at=utcnow())
+            )
+
+    def finished(
+        self,
+        record_id: int,
+        state: str,
+        *,
+        seconds: float,
+        measurement: Measurement | None = None,
+        error: str = "",
+    ) -> None:
+        values: dict[str, Any] = {
+            "state": state,
+            "finished_at": utcnow(),
+            "instrument_seconds": seconds,
+            "error": error,
+        }
+        if measurement is not None:
+            values["values"] = {k: float(v) for k, v in measurement.values.items()}
+            values["external_id"] = measurement.external_id
+        with self._ctx.db.session() as s:
+            s.execute(
+                update(StationOperationRow)
+                .where(StationOperationRow.id == record_id)
+                .values(**values)
+            )
+
+
+def _new_row(
+    ctx: ServiceContext, station: str, op: Operation, project: str, priority: int, state: str
+) -> StationOperationRow:
+    return StationOperationRow(
+        station=station,
+        operation_id=op.id,
+        project=project,
+        priority=priority,
+        params=dict(op.params),
+        state=state,
+        submitted_by=str(ctx.principal),
+    )
+
+
+def _builtins() -> builtins.list[StationRecord]:
+    return [_builtin(name) for name in sorted(EMULATORS)]
+
+
+def _builtin(name: str) -> StationRecord:
+    return StationRecord(name, "simulated", {}, {}, builtin=True, created_by="genesis")
+
+
+def _record(row: StationRow) -> StationRecord:
+    return StationRecord(
+        row.name, row.driver, dict(row.options), dict(row.safety), False, row.created_by
+    )
+
+
+def _window(row: StationWindowRow) -> Window:
+    return Window(row.kind, row.starts_at, row.ends_at, row.project, row.reason, row.id)
+
+
+def _operation(row: StationOperationRow) -> OperationInfo:
+    return OperationInfo(
+        row.id,
+        row.station,
+        row.operation_id,
+        row.project,
+        row.priority,
+        dict(row.params),
+        row.state,
+        row.external_id,
+        None if row.values is None else dict(row.values),
+        row.error,
+        row.instrument_seconds,
+        row.submitted_at,
+        row.started_at,
+        row.finished_at,
+    )

@@ -86,7 +86,7 @@ def test_aborting_a_site_runner_cancels_its_tasks(platform: Platform) -> None:
             "runner": {"site": "local", "function": SIMULATION},
         }
     )
-    runner = make_runner(spec, platform.tasks)
+    runner = make_runner(spec, platform.tasks, platform.stations)
     future = runner.start("site:local:trial-1.1", {"seconds": 30.0})
     deadline = time.monotonic() + 30
     while not platform.tasks.list() or platform.tasks.list()[0].state != "active":

@@ -98,7 +98,7 @@ def test_stored_before_started_and_before_told(platform: Platform) -> None:
     planner = SpyPlanner(
         make_planner("sobol", spec.build_space(), spec.objectives, seed=0), platform
     )
-    runner = SpyRunner(make_runner(spec, platform.tasks), platform)
+    runner = SpyRunner(make_runner(spec, platform.tasks, platform.stations), platform)
     engine = CampaignEngine(
         platform._ctx,
         campaign.id,

@@ -5,6 +5,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
 from genesis_platform.catalog import Database
+from genesis_platform.catalog.database import head_revision
 from genesis_platform.catalog.tables import Base
 
 
@@ -31,4 +32,4 @@ def test_reopening_is_a_no_op(tmp_path: Path) -> None:
     with db.engine.connect() as connection:
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     db.close()
-    assert version == "0003"
+    assert version == head_revision()
