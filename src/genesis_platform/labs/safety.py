@@ -286,7 +286,7 @@ def _values(text: str, where: str) -> tuple[str, ...]:
     values = []
     for part in inner.split(","):
         part = part.strip()
-        if part[:1] in "'\"":
+        if part and part[0] in "'\"":
             try:
                 literal = ast.literal_eval(part)
             except (ValueError, SyntaxError):
