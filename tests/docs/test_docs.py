@@ -2,6 +2,7 @@
 
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -79,3 +80,26 @@ def test_compute_doc_python_example_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "{'value': 21.62" in done.stdout and "\n0\n" in done.stdout
     assert "UsageRow(project='battery-lab'" in done.stdout
+
+
+def test_labs_doc_commands_run(tmp_path: Path) -> None:
+    env = {**os.environ, "GENESIS_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    for line in _block("labs.md", "Try it", "bash").splitlines():
+        done = subprocess.run(
+            shlex.split(line), env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"{line}: {done.stderr}"
+
+
+def test_labs_doc_python_example_runs(tmp_path: Path) -> None:
+    script = tmp_path / "example.py"
+    script.write_text(_block("labs.md", "Stations from Python", "python"))
+    env = {**os.environ, "GENESIS_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        ["python3", str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "['conductivity']"
+    assert lines[1] == "SafetyViolation"
+    assert lines[2].startswith("{('battery-lab', 'cell'): 0.0")
