@@ -96,7 +96,7 @@ def show(
         console.print(f"  measures {mname}: {dict(schema)}", highlight=False, markup=False)
     for cname, schema in info.consumables.items():
         console.print(f"  consumable {cname}: {dict(schema)}", highlight=False, markup=False)
-    for line in _safety_lines(record):
+    for line in record.safety_lines():
         console.print(f"  safety {line}", highlight=False, markup=False)
 
 
@@ -311,17 +311,8 @@ def _limits(pairs: list[str]) -> dict[str, str]:
     return limits
 
 
-def _safety_lines(record: StationRecord) -> list[str]:
-    safety = record.safety
-    lines = [f"limit {k} {v}" for k, v in dict(safety.get("limits") or {}).items()]
-    lines += [f"interlock {text}" for text in safety.get("interlocks") or ()]
-    if safety.get("timeout_s") is not None:
-        lines.append(f"timeout {safety['timeout_s']:g} s")
-    return lines
-
-
 def _safety_summary(record: StationRecord) -> str:
-    return "; ".join(_safety_lines(record))
+    return "; ".join(record.safety_lines())
 
 
 def _print_status(name: str, now: StationStatus) -> None:

@@ -67,7 +67,7 @@ class SimulatedOptions(_Options):
     permanent_fault_rate: float = Field(0.0, ge=0.0, le=1.0)
     reservoir_ml: float | None = Field(None, ge=0.0, allow_inf_nan=False)
     use_ml: float = Field(1.0, ge=0.0, allow_inf_nan=False)
-    drift_per_hour: float = Field(0.0, ge=-1.0, allow_inf_nan=False)
+    drift_per_hour: float = Field(0.0, ge=-1.0, le=1e6, allow_inf_nan=False)
     seed: int = Field(0, ge=0)
 
 

@@ -18,7 +18,6 @@ from sqlalchemy import func, select
 from genesis_platform.catalog.tables import StationOperationRow
 from genesis_platform.errors import GenesisError
 from genesis_platform.governance import Resource, ServiceContext
-from genesis_platform.labs.safety import Limit, SafetyPolicy
 
 if TYPE_CHECKING:
     from genesis_platform.labs.service import InventoryRow, StationRecord, StationService
@@ -63,7 +62,7 @@ def _row(
         driver=record.driver,
         protocol=protocol,
         capabilities=capabilities,
-        safety=tuple(_safety_lines(record)),
+        safety=tuple(record.safety_lines()),
         operations=int(counts.get("ran", 0)),
         instrument_seconds=seconds,
         utilization=seconds / (period_s * slots),
@@ -86,18 +85,6 @@ def _description(
         fallback = {"simulated": "simulated", "sila2": "SiLA 2", "bluesky": "Bluesky"}
         return fallback.get(record.driver, record.driver), (), 1, f"no: {exc}"
     return info.protocol, tuple(info.capabilities), max(1, info.slots), "yes"
-
-
-def _safety_lines(record: StationRecord) -> list[str]:
-    """The declared safety features, read without opening the station."""
-    config = record.safety
-    policy = SafetyPolicy(
-        limits={n: Limit.parse(str(t), n) for n, t in dict(config.get("limits") or {}).items()},
-        timeout_s=config.get("timeout_s"),
-    )
-    lines = policy.describe()
-    lines += [f"interlock {text}" for text in config.get("interlocks") or ()]
-    return lines
 
 
 def _operation_counts(

@@ -89,8 +89,8 @@ class Limit:
         """The form :meth:`parse` reads."""
         if self.allowed:
             return ",".join(self.allowed)
-        low = "" if self.low is None else f"{self.low:g}"
-        high = "" if self.high is None else f"{self.high:g}"
+        low = "" if self.low is None else _number(self.low)
+        high = "" if self.high is None else _number(self.high)
         return f"{low}:{high}"
 
 
@@ -194,9 +194,15 @@ class SafetyPolicy:
                     )
         timeout = config.get("timeout_s")
         if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout <= _LONGEST_TIMEOUT_S
         ):
-            raise InvalidInput("safety.timeout_s", f"must be a number > 0, got {timeout!r}")
+            raise InvalidInput(
+                "safety.timeout_s",
+                f"must be a number of seconds > 0 and <= {_LONGEST_TIMEOUT_S:g}, got {timeout!r}",
+                "leave it out for no timeout",
+            )
         return cls(limits, interlocks, None if timeout is None else float(timeout))
 
     def to_config(self) -> dict[str, Any]:
@@ -245,6 +251,13 @@ class SafetyPolicy:
 
 
 _FIX = 'write e.g. "T <= 60" or "T <= 60 if solvent == DMC"'
+_LONGEST_TIMEOUT_S = 365 * 86400.0
+"""A year: longer timeouts mean none (and overflow the timer)."""
+
+
+def _number(value: float) -> str:
+    """``value`` written exactly (``repr``), without a ``.0`` for whole numbers."""
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
 def _bound(text: str, where: str) -> float | None:

@@ -47,7 +47,7 @@ from genesis_platform.labs.protocols import (
 )
 from genesis_platform.labs.safety import SafetyPolicy
 
-__all__ = ["OperationLog", "StationScheduler", "Window", "WindowSource"]
+__all__ = ["OperationLog", "StationScheduler", "Window", "WindowSource", "with_windows"]
 
 _log = logging.getLogger(__name__)
 
@@ -198,26 +198,9 @@ class StationScheduler:
 
     def status(self) -> StationStatus:
         """The driver's status, with Genesis's queue and an active maintenance window."""
-        driver = self._station.status()
-        now = _now()
         with self._lock:
             queued = len(self._queue)
-        window = next(
-            (w for w in self._windows() if w.kind == "maintenance" and w.active(now)), None
-        )
-        state, reason = driver.state, driver.reason
-        if window is not None and state in (StationState.IDLE, StationState.BUSY):
-            state, reason = StationState.MAINTENANCE, window.reason or "maintenance window"
-        if queued and state == StationState.IDLE:
-            state = StationState.BUSY
-        return StationStatus(
-            state,
-            driver.busy_slots,
-            driver.queue_length + queued,
-            reason,
-            heartbeat=driver.heartbeat,
-            consumables=driver.consumables,
-        )
+        return with_windows(self._station.status(), self._windows(), queued)
 
     def abort(self) -> None:
         """Abort what runs on the station and drop Genesis's queue (futures fail)."""
@@ -330,7 +313,10 @@ class StationScheduler:
         self._wake.start()
 
     def _start(self, request: _Request) -> None:
-        self._log.started(request.record_id)
+        """Hand one request to the driver, then record that.
+
+        The record waits, not the instrument.
+        """
         if self._safety.timeout_s is not None:
             request.timer = threading.Timer(self._safety.timeout_s, self._time_out, (request,))
             request.timer.daemon = True
@@ -339,24 +325,29 @@ class StationScheduler:
             future = self._station.run(request.op)
         except Exception as exc:  # a driver must not raise, but one might
             future = _failed(StationError(f"station '{self.name}' refused the operation: {exc}"))
+        self._log.started(request.record_id)
         future.add_done_callback(lambda done: self._driver_done(request, done))
 
     def _driver_done(self, request: _Request, done: Future[Measurement]) -> None:
+        """The driver finished a request: free its slot, start the next one, then record."""
         if request.timer is not None:
             request.timer.cancel()
         error = done.exception() if not done.cancelled() else StationError("cancelled")
+        measurement = None if error is not None else done.result()
+        seconds = self._release(request, measurement)
+        self._pump()
         if request.timed_out:
             timeout = self._safety.timeout_s
             error = StationError(
                 f"operation '{request.op.id}' ran past the timeout of {timeout:g} s of "
                 f"station '{self.name}' and was aborted"
             )
-            self._end(request, "timed_out", error=error)
+            self._end(request, "timed_out", seconds=seconds, error=error)
         elif error is not None:
-            self._end(request, "aborted" if request.aborted else "failed", error=error)
+            state = "aborted" if request.aborted else "failed"
+            self._end(request, state, seconds=seconds, error=error)
         else:
-            self._end(request, "completed", measurement=done.result())
-        self._pump()
+            self._end(request, "completed", seconds=seconds, measurement=measurement)
 
     def _time_out(self, request: _Request) -> None:
         """The operation outlived the timeout: stop it (the driver's future then fails)."""
@@ -367,22 +358,27 @@ class StationScheduler:
             return
         self._station.abort()
 
+    def _release(self, request: _Request, measurement: Measurement | None) -> float:
+        """Free a running request's slot and count its instrument-seconds (returned)."""
+        with self._lock:
+            if self._running.get(request.op.id) is not request:
+                return 0.0
+            del self._running[request.op.id]
+            wall = time.monotonic() - request.started
+            seconds = measurement.duration_s if measurement and measurement.duration_s else wall
+            self._used[request.project] += seconds
+            return seconds
+
     def _end(
         self,
         request: _Request,
         state: str,
         *,
+        seconds: float = 0.0,
         measurement: Measurement | None = None,
         error: BaseException | None = None,
     ) -> None:
-        """Record how a request ended, count its instrument time, settle its future."""
-        seconds = 0.0
-        with self._lock:
-            if self._running.get(request.op.id) is request:
-                del self._running[request.op.id]
-                wall = time.monotonic() - request.started
-                seconds = measurement.duration_s if measurement and measurement.duration_s else wall
-                self._used[request.project] += seconds
+        """Record how a request ended and settle its future."""
         text = "" if error is None else str(error)
         try:
             self._log.finished(
@@ -406,6 +402,29 @@ class StationScheduler:
         if running is not None:
             return running
         return next((r for r in self._queue if r.op.id == op_id), None)
+
+
+def with_windows(status: StationStatus, windows: list[Window], queued: int = 0) -> StationStatus:
+    """A driver's ``status`` as Genesis sees it.
+
+    ``maintenance`` in an active maintenance window, and ``queued`` more operations waiting
+    in Genesis's queue.
+    """
+    now = _now()
+    window = next((w for w in windows if w.kind == "maintenance" and w.active(now)), None)
+    state, reason = status.state, status.reason
+    if window is not None and state in (StationState.IDLE, StationState.BUSY):
+        state, reason = StationState.MAINTENANCE, window.reason or "maintenance window"
+    if queued and state == StationState.IDLE:
+        state = StationState.BUSY
+    return StationStatus(
+        state,
+        status.busy_slots,
+        status.queue_length + queued,
+        reason,
+        heartbeat=status.heartbeat,
+        consumables=status.consumables,
+    )
 
 
 def _now() -> dt.datetime:

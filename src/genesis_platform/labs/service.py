@@ -50,7 +50,7 @@ from genesis_platform.labs.protocols import (
     StationStatus,
 )
 from genesis_platform.labs.safety import SafetyPolicy
-from genesis_platform.labs.scheduler import StationScheduler, Window
+from genesis_platform.labs.scheduler import StationScheduler, Window, with_windows
 
 __all__ = ["InventoryRow", "OperationInfo", "StationHandle", "StationRecord", "StationService"]
 
@@ -76,6 +76,15 @@ class StationRecord:
     def config(self) -> StationConfig:
         """Its driver config."""
         return StationConfig(self.name, self.driver, self.options)
+
+    def safety_lines(self) -> list[str]:
+        """The declared safety features, one per line: limits, interlocks, timeout."""
+        safety = self.safety
+        lines = [f"limit {k} {v}" for k, v in dict(safety.get("limits") or {}).items()]
+        lines += [f"interlock {text}" for text in safety.get("interlocks") or ()]
+        if safety.get("timeout_s") is not None:
+            lines.append(f"timeout {safety['timeout_s']:g} s")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -378,7 +387,7 @@ class StationService:
         except StationError as exc:
             return StationStatus(StationState.OFFLINE, reason=str(exc))
         try:
-            return station.status()
+            return with_windows(station.status(), self.windows(name))
         finally:
             station.close()
 
