@@ -394,11 +394,26 @@ class StationService:
     def abort(self, name: str, wait_s: float = 2.0) -> bool:
         """Abort what runs on station ``name``, in every process that has it open.
 
+        A station behind a server (``sila2``) is also told directly, so an operation that no
+        Genesis process follows is stopped too.
+
         Returns:
-            True when a process carried the abort out (this one or another within
-            ``wait_s``); False when no process has the station open.
+            True when the abort was carried out (by this process, another one within
+            ``wait_s``, or the station's server); False when nothing could be told.
         """
-        return self._command(name, "abort", "", wait_s)
+        applied = self._command(name, "abort", "", wait_s)
+        record = self.get(name)
+        if applied or record.driver != "sila2":
+            return applied
+        try:
+            station = open_driver(record.config())
+        except StationError:
+            return False
+        try:
+            station.abort()
+        finally:
+            station.close()
+        return True
 
     def refill(self, name: str, consumable: str | None = None, wait_s: float = 2.0) -> bool:
         """Refill a consumable of station ``name`` (all of them by default).
