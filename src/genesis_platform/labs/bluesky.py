@@ -53,14 +53,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
 import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -75,6 +74,7 @@ from ophyd.sim import SynAxis, SynSignal  # type: ignore[import-untyped]
 
 from genesis_platform.compute.local import resolve_function
 from genesis_platform.errors import GenesisError, InvalidInput, OperationFailed, StationError
+from genesis_platform.labs._futures import digest, failed, id_clash, settle
 from genesis_platform.labs.emulators import Emulator, get_emulator
 from genesis_platform.labs.protocols import (
     Measurement,
@@ -301,16 +301,16 @@ class BlueskyStation:
         try:
             point = self._space.validate(op.params, where="op.params")
         except InvalidInput as exc:
-            return _failed(exc)
+            return failed(exc)
         broken = self._fault()
         with self._lock:
             if self._closed:
-                return _failed(StationError(f"station '{self._name}' is closed; open it again"))
+                return failed(StationError(f"station '{self._name}' is closed; open it again"))
             if broken:
-                return _failed(StationError(f"station '{self._name}' is in error: {broken}"))
+                return failed(StationError(f"station '{self._name}' is in error: {broken}"))
             existing = self._jobs.get(op.id)
             if existing is not None:
-                return existing.future if existing.point == point else _failed(_id_clash(op))
+                return existing.future if existing.point == point else failed(id_clash(op))
             job = _Job(op, point)
             self._jobs[op.id] = job
             self._queue.append(job)
@@ -333,7 +333,7 @@ class BlueskyStation:
                 job.settled = True
                 job.stop.set()
         for job in jobs:
-            _settle(job.future, error=StationError(f"aborted: operation '{job.op.id}' stopped"))
+            settle(job.future, error=StationError(f"aborted: operation '{job.op.id}' stopped"))
         if running:
             self._abort_plan()
 
@@ -465,7 +465,7 @@ class BlueskyStation:
             claimed = not job.settled
             job.settled = True
         if claimed:
-            _settle(job.future, result=result, error=error)
+            settle(job.future, result=result, error=error)
 
     def _forget(self, job: _Job) -> None:
         """Done-callback of a job's future: it is no longer in flight (nor queued, if cancelled)."""
@@ -632,7 +632,7 @@ class _EmulatedSample:
         with self._lock:
             key = (self._operation, *point.items())
             if self._cached is None or self._cached[0] != key:
-                rng = np.random.default_rng([self._seed, _digest(self._operation)])
+                rng = np.random.default_rng([self._seed, digest(self._operation)])
                 self._cached = (key, self._emulator.evaluate(point, rng, self._noise))
             return self._cached[1]
 
@@ -825,40 +825,6 @@ def _device_message(exc: BaseException) -> str:
     if isinstance(exc, FailedStatus) and exc.__cause__ is not None:
         exc = exc.__cause__
     return str(exc) or type(exc).__name__
-
-
-def _failed(error: BaseException) -> Future[Measurement]:
-    future: Future[Measurement] = Future()
-    future.set_exception(error)
-    return future
-
-
-def _settle(
-    future: Future[Measurement],
-    result: Measurement | None = None,
-    error: BaseException | None = None,
-) -> None:
-    """Set a future's outcome, unless its caller cancelled it meanwhile."""
-    try:
-        if error is not None:
-            future.set_exception(error)
-        elif result is not None:
-            future.set_result(result)
-    except InvalidStateError:
-        pass
-
-
-def _id_clash(op: Operation) -> InvalidInput:
-    return InvalidInput(
-        "op.id",
-        f"operation '{op.id}' is already queued or running with other parameters",
-        "give every operation its own id",
-    )
-
-
-def _digest(text: str) -> int:
-    """A stable 64-bit integer from a string (``hash()`` is salted per process)."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 def _check_float(field_name: str, value: Any) -> float:

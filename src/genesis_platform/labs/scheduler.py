@@ -37,6 +37,7 @@ from typing import Protocol
 
 from genesis_platform.compute.protocols import CancellableFuture
 from genesis_platform.errors import SafetyViolation, StationError
+from genesis_platform.labs._futures import failed
 from genesis_platform.labs.protocols import (
     Measurement,
     Operation,
@@ -181,10 +182,10 @@ class StationScheduler:
             self._safety.check(self.name, op.params)
         except SafetyViolation as exc:
             self._log.refused(self.name, op, project, priority, str(exc))
-            return _failed(exc)
+            return failed(exc)
         with self._lock:
             if self._closed:
-                return _failed(StationError(f"station '{self.name}' is closed"))
+                return failed(StationError(f"station '{self.name}' is closed"))
             in_flight = self._find(op.id)
             if in_flight is not None:
                 return in_flight.future
@@ -324,7 +325,7 @@ class StationScheduler:
         try:
             future = self._station.run(request.op)
         except Exception as exc:  # a driver must not raise, but one might
-            future = _failed(StationError(f"station '{self.name}' refused the operation: {exc}"))
+            future = failed(StationError(f"station '{self.name}' refused the operation: {exc}"))
         self._log.started(request.record_id)
         future.add_done_callback(lambda done: self._driver_done(request, done))
 
@@ -429,9 +430,3 @@ def with_windows(status: StationStatus, windows: list[Window], queued: int = 0) 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _failed(error: BaseException) -> Future[Measurement]:
-    future: Future[Measurement] = Future()
-    future.set_exception(error)
-    return future

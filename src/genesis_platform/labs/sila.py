@@ -55,7 +55,7 @@ import time
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -73,6 +73,7 @@ from sila2.framework import (
 )
 
 from genesis_platform.errors import GenesisError, InvalidInput, OperationFailed, StationError
+from genesis_platform.labs._futures import failed, id_clash, settle
 from genesis_platform.labs.protocols import (
     Measurement,
     Operation,
@@ -590,15 +591,13 @@ class SilaStation:
         try:
             arguments = self._arguments(op)
         except InvalidInput as exc:
-            return _failed(exc)
+            return failed(exc)
         with self._lock:
             if self._closed:
-                return _failed(StationError(f"station '{self._name}' is closed; open it again"))
+                return failed(StationError(f"station '{self._name}' is closed; open it again"))
             existing = self._jobs.get(op.id)
             if existing is not None:
-                return (
-                    existing.future if existing.arguments == arguments else _failed(_id_clash(op))
-                )
+                return existing.future if existing.arguments == arguments else failed(id_clash(op))
             job = _Job(op, arguments)
             self._jobs[op.id] = job
             job.queued = self._pool.submit(self._execute, job)
@@ -643,7 +642,7 @@ class SilaStation:
                     started.append(job.instance)
         for job in jobs:
             message = f"aborted: operation '{job.op.id}' stopped on SiLA server {self._address}"
-            _settle(job.future, error=StationError(message))
+            settle(job.future, error=StationError(message))
         self._cancel_remote(started)
 
     def close(self) -> None:
@@ -894,7 +893,7 @@ class SilaStation:
             claimed = not job.settled
             job.settled = True
         if claimed:
-            _settle(job.future, result=result, error=error)
+            settle(job.future, result=result, error=error)
 
     def _cancel_remote(self, instances: Sequence[ClientObservableCommandInstance[Any]]) -> None:
         """Tell the server to cancel these command executions (best effort, bounded)."""
@@ -1021,32 +1020,3 @@ def _is_number(value: object) -> TypeGuard[int | float]:
 
 def _same_number(choice: ParamValue, value: object) -> bool:
     return _is_number(choice) and _is_number(value) and float(choice) == float(value)
-
-
-def _failed(error: BaseException) -> Future[Measurement]:
-    future: Future[Measurement] = Future()
-    future.set_exception(error)
-    return future
-
-
-def _settle(
-    future: Future[Measurement],
-    result: Measurement | None = None,
-    error: BaseException | None = None,
-) -> None:
-    """Set a future's outcome, unless its caller cancelled it meanwhile."""
-    try:
-        if error is not None:
-            future.set_exception(error)
-        elif result is not None:
-            future.set_result(result)
-    except InvalidStateError:
-        pass
-
-
-def _id_clash(op: Operation) -> InvalidInput:
-    return InvalidInput(
-        "op.id",
-        f"operation '{op.id}' is already queued or running with other parameters",
-        "give every operation its own id",
-    )

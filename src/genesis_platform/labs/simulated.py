@@ -27,11 +27,10 @@ the instrument, as they are in a laboratory).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
-from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from genesis_platform.errors import InvalidInput, OperationFailed, StationError
+from genesis_platform.labs._futures import digest, failed, id_clash, settle
 from genesis_platform.labs.emulators import Emulator, get_emulator
 from genesis_platform.labs.protocols import (
     Measurement,
@@ -245,17 +245,17 @@ class SimulatedStation:
         try:
             point = self._space.validate(op.params, where="op.params")
         except InvalidInput as exc:
-            return _failed(exc)
+            return failed(exc)
         with self._lock:
             if self._closed:
-                return _failed(StationError(f"station '{self._name}' is closed; open it again"))
+                return failed(StationError(f"station '{self._name}' is closed; open it again"))
             refused = self._maintenance and f"in maintenance ({self._maintenance})"
             refused = refused or self._blocked_reason()
             if refused:
-                return _failed(StationError(f"station '{self._name}' is {refused}"))
+                return failed(StationError(f"station '{self._name}' is {refused}"))
             existing = self._jobs.get(op.id)
             if existing is not None:
-                return existing.future if existing.point == point else _failed(_id_clash(op))
+                return existing.future if existing.point == point else failed(id_clash(op))
             job = self._accept(op, point)
         job.future.add_done_callback(lambda _: self._forget(job))
         return job.future
@@ -271,7 +271,7 @@ class SimulatedStation:
                 if job.queued is not None:
                     job.queued.cancel()
         for job in jobs:
-            _settle(job.future, error=StationError(f"aborted: operation '{job.op.id}' stopped"))
+            settle(job.future, error=StationError(f"aborted: operation '{job.op.id}' stopped"))
 
     def cancel(self, op_id: str) -> bool:
         """Stop one queued or running operation; its future fails with StationError.
@@ -287,7 +287,7 @@ class SimulatedStation:
             job.stop.set()
             if job.queued is not None:
                 job.queued.cancel()
-        _settle(job.future, error=StationError(f"aborted: operation '{op_id}' stopped"))
+        settle(job.future, error=StationError(f"aborted: operation '{op_id}' stopped"))
         return True
 
     def close(self) -> None:
@@ -348,7 +348,7 @@ class SimulatedStation:
 
     def _measure(self, job: _Job) -> Measurement | None:
         """Wait the latency, maybe fail, then measure; None when aborted meanwhile."""
-        key = _digest(job.op.id)
+        key = digest(job.op.id)
         rng = np.random.default_rng([self._seed, key])
         latency = self._draw_latency(rng)
         if latency > 0 and job.stop.wait(latency):
@@ -392,7 +392,7 @@ class SimulatedStation:
                 ``error`` from then on).
         """
         broke = self._permanent_fault_rate > 0 and (
-            self._draw(_digest(job.op.id), job.attempt, 1) < self._permanent_fault_rate
+            self._draw(digest(job.op.id), job.attempt, 1) < self._permanent_fault_rate
         )
         with self._lock:
             blocked = self._blocked_reason()
@@ -429,41 +429,7 @@ class SimulatedStation:
             claimed = not job.settled
             job.settled = True
         if claimed:
-            _settle(job.future, result=result, error=error)
-
-
-def _failed(error: BaseException) -> Future[Measurement]:
-    future: Future[Measurement] = Future()
-    future.set_exception(error)
-    return future
-
-
-def _settle(
-    future: Future[Measurement],
-    result: Measurement | None = None,
-    error: BaseException | None = None,
-) -> None:
-    """Set a future's outcome, unless its caller cancelled it meanwhile."""
-    try:
-        if error is not None:
-            future.set_exception(error)
-        elif result is not None:
-            future.set_result(result)
-    except InvalidStateError:
-        pass
-
-
-def _id_clash(op: Operation) -> InvalidInput:
-    return InvalidInput(
-        "op.id",
-        f"operation '{op.id}' is already queued or running with other parameters",
-        "give every operation its own id",
-    )
-
-
-def _digest(text: str) -> int:
-    """A stable 64-bit integer from a string (``hash()`` is salted per process)."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+            settle(job.future, result=result, error=error)
 
 
 def _check_int(field_name: str, value: Any, *, low: int) -> int:
