@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
 from genesis_platform.compute.protocols import Executor
+from tests.requires import require_extra
 
 LOCAL_CPUS = 4
 """Logical CPUs of the test session's local Ray (more than the machine may have: tasks sleep)."""
 
 
 def make_executor(max_workers: int) -> Executor:
-    try:
-        import ray
-    except ImportError as exc:
-        message = f"Ray is not installed ({exc}); pip install -e '.[ray]'"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_extra("ray", "ray")
+    import ray
+
     from genesis_platform.compute.ray import RayExecutor
 
     if not ray.is_initialized():

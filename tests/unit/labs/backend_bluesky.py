@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
-import pytest
-
 from genesis_platform.labs.protocols import Station
+from tests.requires import require_extra
 
 
 def require_bluesky() -> None:
     """Skip (fail under ``CI=true``) when bluesky or ophyd is not installed."""
-    try:
-        import bluesky  # noqa: F401
-        import ophyd  # noqa: F401
-    except ImportError as exc:
-        message = f"bluesky/ophyd are not installed ({exc}); pip install -e '.[labs]'"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_extra("labs", "bluesky", "ophyd")
 
 
 @contextlib.contextmanager

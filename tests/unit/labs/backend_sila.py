@@ -8,25 +8,17 @@ in this process, talking gRPC over 127.0.0.1 on a free port.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 from genesis_platform.labs.protocols import Station
 from genesis_platform.labs.simulated import SimulatedStation
+from tests.requires import require_extra
 
 
 def require_sila() -> None:
     """Skip (fail under ``CI=true``) when sila2 is not installed."""
-    try:
-        import sila2  # noqa: F401
-    except ImportError as exc:
-        message = f"sila2 is not installed ({exc}); pip install -e '.[labs]'"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_extra("labs", "sila2")
 
 
 @contextlib.contextmanager
