@@ -25,7 +25,7 @@ responses when it has finished. This module drives such a command as a Genesis
   :class:`~genesis_platform.errors.InvalidInput` naming the field; nothing reaches the server.
 - **Slots and queue.** At most ``slots`` commands run on the server at once (one worker
   thread each, which follows its command); the rest wait in a local queue.
-- **Completion.** sila2 0.14's client follows the execution info stream in a thread of its
+- **Completion.** sila2 0.13's client follows the execution info stream in a thread of its
   own and exposes ``done`` without a way to wait on it, so a worker polls it: every 0.5 ms
   for the first 20 ms (a command's round trip is about 3.5 ms on loopback), then backing off
   to every 50 ms. Every 0.5 s the worker also asks for the result, so a command whose info

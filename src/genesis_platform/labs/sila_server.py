@@ -28,7 +28,7 @@ every ``progress_interval_s``, from the expected duration: ``expected_duration_s
 (``run_sila_server`` passes the simulated latency), then a running average of the measured
 durations. The Station protocol says nothing about progress, so this is an estimate.
 
-Cancel: sila2 0.14 has no cancellation of its own; SiLA 2 defines it as the standard feature
+Cancel: sila2 0.13 has no cancellation of its own; SiLA 2 defines it as the standard feature
 ``CancelController`` (``CancelCommand`` by execution UUID, ``CancelAll``), which this server
 implements. An operation still queued in the station is cancelled alone (its future's
 ``cancel``); the Station protocol can only abort *every* running operation, so a running
@@ -36,7 +36,7 @@ one is aborted on the station once every operation running there is cancelled, a
 then its command ends with ``Cancelled`` while the station finishes it unobserved. When the
 server stops, commands still waiting end with ``OperationFailed`` (retry elsewhere or later).
 
-What sila2 0.14 needs worked around, each where it happens: it binds its port with
+What sila2 0.13 needs worked around, each where it happens: it binds its port with
 ``SO_REUSEPORT`` and discards the port gRPC picked, so port 0 means "a free port found
 here" and a port that is already served is refused before binding; it opens a Zeroconf
 instance for discovery in every server even with discovery off and never closes it, so
@@ -902,7 +902,7 @@ class SilaStationServer:
 
 
 def _close_discovery(server: SilaServer) -> None:
-    """Close the Zeroconf instance sila2 0.14 opens in every SilaServer and never closes."""
+    """Close the Zeroconf instance sila2 0.13 opens in every SilaServer and never closes."""
     broadcaster = getattr(server, "_SilaServer__service_broadcaster", None)
     zeroconf = getattr(broadcaster, "zc", None)
     if zeroconf is not None:

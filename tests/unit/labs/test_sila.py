@@ -599,3 +599,11 @@ def test_unknown_feature_or_command_is_invalid_input(ph_meter: tuple[PhMeter, in
     assert caught.value.field == "feature"
     with pytest.raises(InvalidInput, match="no observable command 'Abort'"):
         SilaStation("ph", host="127.0.0.1", port=port, feature="PhMeter", command="Abort")
+
+
+def test_sila2_imports_after_other_protobuf_users() -> None:
+    """sila2 0.14 with protobuf 7 failed to import once any other protobuf module (Ray's,
+    for one) was loaded ("duplicate file name SiLAFramework.proto"); 0.13 does not."""
+    code = "import ray\nimport genesis_platform.labs.sila, genesis_platform.labs.sila_server\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
