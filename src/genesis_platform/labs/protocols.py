@@ -5,8 +5,9 @@ and ``Movable``: a station describes itself (:class:`Describable`: capabilities,
 and measurement schemas with units and limits), reports its status with a heartbeat
 (:class:`Monitorable`: state, busy slots, queue length), runs operations asynchronously, one
 future per operation (:class:`Operable`), and stops what it is doing (:class:`Abortable`).
-:class:`Station` is all four plus ``close``. Optional capabilities: :class:`Refillable`
-(consumables) and :class:`Maintainable` (a maintenance state).
+:class:`Station` is all four plus ``close``. Optional capabilities: :class:`Cancellable`
+(stop one operation), :class:`Refillable` (consumables) and :class:`Maintainable` (a
+maintenance state).
 
 Safety limits, scheduling between campaigns and usage records are Genesis's, not the
 driver's (:mod:`genesis_platform.labs.safety`, :mod:`genesis_platform.labs.scheduler`): a
@@ -25,6 +26,7 @@ from genesis_platform.planning.protocols import ParamValue
 
 __all__ = [
     "Abortable",
+    "Cancellable",
     "Describable",
     "Maintainable",
     "Measurement",
@@ -188,6 +190,19 @@ class Station(Describable, Monitorable, Operable, Abortable, Protocol):
 
     def close(self) -> None:
         """Release the connection or worker threads; the station is not used afterwards."""
+        ...
+
+
+@runtime_checkable
+class Cancellable(Protocol):
+    """Stops one operation, leaving the others running."""
+
+    def cancel(self, op_id: str) -> bool:
+        """Stop operation ``op_id``, queued or running; its future fails with StationError.
+
+        Returns:
+            False when no such operation is queued or running here.
+        """
         ...
 
 
