@@ -26,7 +26,7 @@ space:
 objectives: {conductivity: max}
 planner: random
 runner: {station: sila-cell}
-budget: {trials: 6, parallel: 2, retries: 0}
+budget: {trials: 6, parallel: 2}
 seed: 5
 """
 
@@ -87,6 +87,7 @@ def test_a_campaign_runs_on_the_shipped_sila_server(tmp_path: Path) -> None:
         completed = [o for o in ops if o["state"] == "completed"]
         refused = [o for o in ops if o["state"] == "refused"]
         assert len(completed) + len(refused) == 6
+        assert completed and refused
         assert result["n_observed"] == len(completed) >= 1
         assert all(o["params"]["temperature_c"] > 45 for o in refused)
         assert all(o["external_id"] for o in completed)  # the SiLA command execution UUID

@@ -30,7 +30,7 @@ from genesis_platform.campaigns.spec import FIDELITY, CampaignSpec
 from genesis_platform.campaigns.warmstart import WarmStart
 from genesis_platform.catalog.tables import Campaign, ObservationRow, Trial, utcnow
 from genesis_platform.data.service import DatasetService
-from genesis_platform.errors import CampaignError, GenesisError
+from genesis_platform.errors import CampaignError, GenesisError, InvalidInput
 from genesis_platform.governance import Resource, ServiceContext
 from genesis_platform.modelhub.service import ModelService
 from genesis_platform.planning.constraints import OutcomeConstraint
@@ -249,6 +249,9 @@ class CampaignEngine:
         try:
             outcome = future.result()
             values = self._checked_values(outcome)
+        except InvalidInput as exc:  # refused (a safety rule, a bad parameter): never retried
+            self._failed(live, f"{type(exc).__name__}: {exc}", retry=False)
+            return
         except Exception as exc:
             self._failed(live, f"{type(exc).__name__}: {exc}")
             return
@@ -286,8 +289,12 @@ class CampaignEngine:
         if self._tally.observed % self._spec.snapshot_every == 0:
             self._snapshots.snapshot(self._planner, self._tally.best)
 
-    def _failed(self, live: _Live, error: str) -> None:
-        retry = live.attempts <= self._spec.budget.retries and not self._stop_reason
+    def _failed(self, live: _Live, error: str, retry: bool = True) -> None:
+        """Record a failed attempt; retry it while the budget allows.
+
+        Not with ``retry`` False: the same parameters would be refused again.
+        """
+        retry = retry and live.attempts <= self._spec.budget.retries and not self._stop_reason
         with self._ctx.mutation("write", self._resource, {"op": "fail", "trial": live.id}) as s:
             if retry:
                 _update_trial(s, live.id, state="proposed", error=error)

@@ -51,10 +51,12 @@ def _row(
     from genesis_platform.labs.service import InventoryRow
 
     protocol, capabilities, slots, reachable = _description(service, record)
-    maintenance_s = sum(
-        max(0.0, (min(w.ends_at, until) - max(w.starts_at, since)).total_seconds())
-        for w in service.windows(record.name, include_past=True)
-        if w.kind == "maintenance"
+    maintenance_s = _covered_seconds(
+        [
+            (max(w.starts_at, since), min(w.ends_at, until))
+            for w in service.windows(record.name, include_past=True)
+            if w.kind == "maintenance"
+        ]
     )
     seconds = float(counts.get("seconds", 0.0))
     return InventoryRow(
@@ -75,12 +77,24 @@ def _row(
     )
 
 
+def _covered_seconds(spans: list[tuple[dt.datetime, dt.datetime]]) -> float:
+    """Seconds covered by the union of ``spans`` (overlaps counted once)."""
+    total, reach = 0.0, None
+    for start, end in sorted(span for span in spans if span[1] > span[0]):
+        if reach is not None and start < reach:
+            start = reach
+        if end > start:
+            total += (end - start).total_seconds()
+            reach = end if reach is None else max(reach, end)
+    return total
+
+
 def _description(
     service: StationService, record: StationRecord
 ) -> tuple[str, tuple[str, ...], int, str]:
     """Protocol, capabilities, slots and reachability, from the driver when it answers."""
     try:
-        info = service.describe(record.name)
+        info = service.describe_quietly(record)
     except GenesisError as exc:
         fallback = {"simulated": "simulated", "sila2": "SiLA 2", "bluesky": "Bluesky"}
         return fallback.get(record.driver, record.driver), (), 1, f"no: {exc}"
@@ -96,8 +110,9 @@ def _operation_counts(
     out: dict[str, dict[str, float | str]] = {}
     with ctx.reading(Resource("station", "*")) as s:
         query = select(op.station, op.state, func.count(op.id), func.sum(op.instrument_seconds))
+        sent = op.started_at.is_not(None)  # handed to the driver (not aborted while queued)
         for station, state, count, seconds in s.execute(
-            query.where(in_period).group_by(op.station, op.state)
+            query.where(in_period, sent | (op.state == "refused")).group_by(op.station, op.state)
         ):
             entry = out.setdefault(station, {})
             if state in _RAN_STATES:

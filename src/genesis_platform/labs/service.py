@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,7 +117,8 @@ class InventoryRow:
         protocol: How Genesis talks to it (simulated, SiLA 2, Bluesky).
         capabilities: What it does.
         safety: The safety features declared (limits, interlocks, timeout), one per line.
-        operations: Operations that ran in the period (completed, failed or timed out).
+        operations: Operations sent to it in the period (completed, failed, timed out, or
+            aborted while running).
         instrument_seconds: Instrument time they used.
         utilization: ``instrument_seconds / (period * slots)``.
         uptime: Share of the period outside maintenance windows.
@@ -148,17 +149,24 @@ class StationHandle:
     """A station as one campaign (of one project, at one priority) uses it.
 
     It has the station protocol: ``run`` goes through the station's shared scheduler with
-    the project and priority; ``abort`` stops only this handle's operations; ``close``
-    releases nothing shared.
+    the project and priority; ``abort`` stops this handle's queued operations and, on a
+    driver that can stop one operation (:class:`~genesis_platform.labs.protocols.Cancellable`),
+    its running ones; ``close`` releases nothing shared.
     """
 
     def __init__(
-        self, scheduler: StationScheduler, project: str, priority: int, owned: bool = False
+        self,
+        scheduler: StationScheduler,
+        project: str,
+        priority: int,
+        owned: bool = False,
+        on_close: Callable[[], object] | None = None,
     ) -> None:
         self._scheduler = scheduler
         self._project = project
         self._priority = priority
         self._owned = owned
+        self._on_close = on_close
         self._mine: dict[str, Future[Measurement]] = {}
         self._lock = threading.Lock()
 
@@ -192,6 +200,8 @@ class StationHandle:
         """Close a private station; a shared one stays open for other campaigns."""
         if self._owned:
             self._scheduler.close()
+        if self._on_close is not None:
+            self._on_close()
 
     def _forget(self, op_id: str, future: Future[Measurement]) -> None:
         with self._lock:
@@ -206,7 +216,8 @@ class StationService:
         self._ctx = ctx
         self._lock = threading.Lock()
         self._open: dict[str, StationScheduler] = {}
-        self._seen_command = 0
+        self._private: dict[str, list[StationScheduler]] = {}
+        self._seen: dict[str, int] = {}  # station -> newest command id carried out or skipped
         self._owner = process_owner()
         self._closed = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -284,6 +295,25 @@ class StationService:
         """
         return self.open(name).describe()
 
+    def describe_quietly(self, record: StationRecord) -> StationInfo:
+        """Station ``record``'s description without keeping it open here.
+
+        From its scheduler when this process has it open, else from its driver, opened
+        and closed again (the inventory describes every station this way).
+
+        Raises:
+            StationError: it cannot be reached.
+        """
+        with self._lock:
+            scheduler = self._open.get(record.name)
+        if scheduler is not None:
+            return scheduler.describe()
+        station = open_driver(record.config())
+        try:
+            return station.describe()
+        finally:
+            station.close()
+
     def remove(self, name: str) -> None:
         """Unregister station ``name`` (its operation records stay).
 
@@ -325,7 +355,8 @@ class StationService:
         self._ctx.authorize("run", Resource("station", name))
         station = open_driver(record.config())
         try:
-            policy = SafetyPolicy.from_config(record.safety, station.describe().parameters)
+            policy = _PolicyCache(self, name, station.describe().parameters)
+            policy()  # the stored rules must fit the station
         except Exception:
             station.close()
             raise
@@ -336,6 +367,7 @@ class StationService:
             log=_CatalogLog(self._ctx),
             windows=_WindowCache(self, name),
         )
+        self._skip_old_commands(name)
         with self._lock:
             existing = self._open.setdefault(name, scheduler)
         if existing is not scheduler:  # another thread opened it meanwhile
@@ -366,7 +398,13 @@ class StationService:
             log=_CatalogLog(self._ctx),
             windows=_WindowCache(self, name),
         )
-        return StationHandle(scheduler, project, priority, owned=True)
+        self._skip_old_commands(name)
+        with self._lock:
+            self._private.setdefault(name, []).append(scheduler)
+        self._start_watcher()
+        return StationHandle(
+            scheduler, project, priority, owned=True, on_close=lambda: self._forget(scheduler)
+        )
 
     def status(self, name: str) -> StationStatus:
         """Station ``name``'s status now.
@@ -530,7 +568,9 @@ class StationService:
         """Close every station this process opened (queued operations fail)."""
         self._closed.set()
         with self._lock:
-            schedulers, self._open = list(self._open.values()), {}
+            schedulers = list(self._open.values())
+            schedulers += [s for private in self._private.values() for s in private]
+            self._open, self._private = {}, {}
         for scheduler in schedulers:
             try:
                 scheduler.close()
@@ -627,9 +667,12 @@ class StationService:
             s.flush()
             command_id = row.id
         with self._lock:
-            scheduler = self._open.get(name)
-        if scheduler is not None:
-            self._apply(scheduler, command, argument, command_id)
+            here = self._schedulers_of(name)
+            if here:
+                self._seen[name] = max(self._seen.get(name, 0), command_id)
+        if here:
+            for scheduler in here:
+                self._apply(scheduler, command, argument, command_id)
             return True
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
@@ -659,12 +702,28 @@ class StationService:
                 .values(applied_at=utcnow(), applied_by=self._owner)
             )
 
+    def _skip_old_commands(self, name: str) -> None:
+        """Commands stored before this process opens ``name`` are not for it."""
+        with self._ctx.db.session(write=False) as s:
+            newest = int(s.scalar(select(func.max(StationCommandRow.id))) or 0)
+        with self._lock:
+            self._seen[name] = max(self._seen.get(name, 0), newest)
+
+    def _schedulers_of(self, name: str) -> builtins.list[StationScheduler]:
+        """Every scheduler of ``name`` in this process (shared and private); holding the lock."""
+        shared = self._open.get(name)
+        return ([shared] if shared is not None else []) + list(self._private.get(name, ()))
+
+    def _forget(self, scheduler: StationScheduler) -> None:
+        with self._lock:
+            private = self._private.get(scheduler.name, [])
+            if scheduler in private:
+                private.remove(scheduler)
+
     def _start_watcher(self) -> None:
         with self._lock:
             if self._watcher is not None:
                 return
-            with self._ctx.db.session(write=False) as s:
-                self._seen_command = int(s.scalar(select(func.max(StationCommandRow.id))) or 0)
             self._watcher = threading.Thread(
                 target=self._watch, name="genesis-stations", daemon=True
             )
@@ -676,6 +735,7 @@ class StationService:
         while not self._closed.wait(_WATCH_S):
             try:
                 self._poll_commands()
+                self._poke_all()
                 if time.monotonic() - last_publish >= 1.0:
                     self._publish_status()
                     last_publish = time.monotonic()
@@ -683,22 +743,40 @@ class StationService:
                 _log.exception("watching the stations failed")
 
     def _poll_commands(self) -> None:
+        """Carry out the commands stored for the stations open here since they opened.
+
+        Each once: commands this process carried out itself are skipped.
+        """
         with self._lock:
-            open_now = dict(self._open)
-        if not open_now:
+            seen = {n: self._seen.get(n, 0) for n in self._open.keys() | self._private.keys()}
+        if not seen:
             return
         with self._ctx.db.session(write=False) as s:
             rows = s.scalars(
                 select(StationCommandRow)
                 .where(
-                    StationCommandRow.id > self._seen_command,
-                    StationCommandRow.station.in_(list(open_now)),
+                    StationCommandRow.id > min(seen.values()),
+                    StationCommandRow.station.in_(list(seen)),
                 )
                 .order_by(StationCommandRow.id)
             ).all()
         for row in rows:
-            self._seen_command = max(self._seen_command, row.id)
-            self._apply(open_now[row.station], row.command, row.argument, row.id)
+            with self._lock:
+                if row.id <= self._seen.get(row.station, 0):
+                    continue
+                self._seen[row.station] = row.id
+                schedulers = self._schedulers_of(row.station)
+            for scheduler in schedulers:
+                self._apply(scheduler, row.command, row.argument, row.id)
+
+    def _poke_all(self) -> None:
+        """A scheduling pass on every station open here (windows may have changed)."""
+        with self._lock:
+            schedulers = [
+                s for name in self._open.keys() | self._private for s in self._schedulers_of(name)
+            ]
+        for scheduler in schedulers:
+            scheduler.poke()
 
     def _publish_status(self) -> None:
         with self._lock:
@@ -739,6 +817,39 @@ class StationService:
                 heartbeat=row.heartbeat,
                 consumables=dict(row.consumables),
             )
+
+
+class _PolicyCache:
+    """A shared station's safety policy, read again from the catalog at most once a second.
+
+    So an operator's change (``station remove`` then ``add`` with other limits) applies to
+    processes that have the station open; a station that was removed refuses everything.
+    """
+
+    def __init__(
+        self, service: StationService, name: str, parameters: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        self._service = service
+        self._name = name
+        self._parameters = parameters
+        self._read_at = -_WINDOW_CACHE_S
+        self._policy = SafetyPolicy()
+        self._stored: Mapping[str, Any] | None = None
+
+    def __call__(self) -> SafetyPolicy:
+        if time.monotonic() - self._read_at < _WINDOW_CACHE_S:
+            return self._policy
+        try:
+            stored = self._service.get(self._name).safety
+        except NotFound:
+            raise StationError(
+                f"station '{self._name}' was removed; nothing more is sent to it"
+            ) from None
+        if stored != self._stored:
+            self._policy = SafetyPolicy.from_config(stored, self._parameters)
+            self._stored = dict(stored)
+        self._read_at = time.monotonic()
+        return self._policy
 
 
 class _WindowCache:

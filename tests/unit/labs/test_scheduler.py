@@ -6,10 +6,11 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from genesis_platform.errors import StationError
+from genesis_platform.errors import SafetyViolation, StationError
 from genesis_platform.labs.protocols import Measurement, Operation, StationState
 from genesis_platform.labs.safety import SafetyPolicy
 from genesis_platform.labs.scheduler import StationScheduler, Window
@@ -238,3 +239,162 @@ def test_instrument_seconds_are_the_measured_duration(
     state, seconds = log.ended["op"]
     assert state == "completed"
     assert seconds == pytest.approx(0.05, rel=0.2)
+
+
+class FlakyWindows(Windows):
+    """Windows whose reading fails once, as a locked catalog would."""
+
+    def __init__(self, fail_on: int) -> None:
+        super().__init__()
+        self.calls = 0
+        self.fail_on = fail_on
+
+    def __call__(self) -> list[Window]:
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise RuntimeError("database is locked")
+        return super().__call__()
+
+
+def test_a_failing_scheduling_pass_strands_nothing(log: RecordingLog) -> None:
+    scheduler = make(log, FlakyWindows(fail_on=2))  # the pass after the first operation
+    try:
+        futures = [scheduler.submit(Operation(f"op-{i}", POINT), "p") for i in range(3)]
+        for future in futures:
+            assert future.result(timeout=10).operation_id  # retried within about a second
+    finally:
+        scheduler.close()
+
+
+def test_operations_wait_while_the_station_is_in_error(windows: Windows) -> None:
+    log = RecordingLog()
+    station = SimulatedStation(
+        "electrolyte", slots=1, latency_s=0.0, noise=0.0, reservoir_ml=1.0, use_ml=1.0
+    )
+    scheduler = StationScheduler("dosing", station, safety=SafetyPolicy(), log=log, windows=windows)
+    try:
+        scheduler.submit(Operation("first", POINT), "p").result(timeout=5)  # empties it
+        waiting = [scheduler.submit(Operation(f"op-{i}", POINT), "p") for i in range(400)]
+        time.sleep(0.3)
+        assert not any(f.done() for f in waiting)  # held, not failed, and no recursion
+        assert scheduler.status().state is StationState.ERROR
+        station.refill()
+        scheduler.poke()
+        # one dose per refill: the first waiting operation runs, the rest wait again
+        assert waiting[0].result(timeout=5).operation_id == "op-0"
+        time.sleep(0.2)
+        assert not any(f.done() for f in waiting[1:])
+    finally:
+        scheduler.close()
+    assert all(isinstance(f.exception(timeout=5), StationError) for f in waiting[1:])
+
+
+def test_a_maintenance_window_clears_a_permanent_fault(log: RecordingLog) -> None:
+    windows = Windows()
+    station = SimulatedStation(
+        "electrolyte", slots=1, latency_s=0.0, noise=0.0, permanent_fault_rate=1.0
+    )
+    scheduler = StationScheduler(
+        "fragile", station, safety=SafetyPolicy(), log=log, windows=windows
+    )
+    try:
+        with pytest.raises(StationError, match="maintenance"):
+            scheduler.submit(Operation("breaks", POINT), "p").result(timeout=5)
+        assert station.status().state is StationState.ERROR
+        windows.windows = [
+            Window("maintenance", now(), now() + dt.timedelta(seconds=0.4), reason="repair")
+        ]
+        scheduler.poke()
+        assert station.status().state is StationState.MAINTENANCE
+        time.sleep(0.6)
+        scheduler.poke()
+        assert station.status().state is StationState.IDLE  # out of maintenance: repaired
+    finally:
+        scheduler.close()
+
+
+def test_a_timeout_stops_only_its_own_operation(log: RecordingLog, windows: Windows) -> None:
+    station = SimulatedStation("electrolyte", slots=2, latency_s=1.5, latency_jitter=0.0)
+    scheduler = StationScheduler(
+        "two", station, safety=SafetyPolicy(timeout_s=1.0), log=log, windows=windows
+    )
+    try:
+        stuck = scheduler.submit(Operation("stuck", POINT), "p")
+        time.sleep(0.7)
+        later = scheduler.submit(Operation("later", POINT), "p")  # would end at 2.2 s
+        with pytest.raises(StationError, match="timeout"):
+            stuck.result(timeout=5)
+        assert log.ended["stuck"][0] == "timed_out"
+        with pytest.raises(StationError, match="timeout"):
+            later.result(timeout=5)  # times out on its own clock, not stopped with the first
+        assert log.ended["later"][0] == "timed_out"
+        assert station.status().busy_slots == 0
+    finally:
+        scheduler.close()
+
+
+class GatedLog(RecordingLog):
+    """A log whose first record waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def queued(self, station: str, op: Operation, project: str, priority: int) -> int:
+        self.entered.set()
+        self.go.wait(5)
+        return super().queued(station, op, project, priority)
+
+
+def test_a_submit_racing_close_settles(windows: Windows) -> None:
+    log = GatedLog()
+    scheduler = make(log, windows)  # type: ignore[arg-type]
+    result: list[Any] = []
+    submitter = threading.Thread(
+        target=lambda: result.append(scheduler.submit(Operation("op", POINT), "p"))
+    )
+    submitter.start()
+    assert log.entered.wait(5)
+    scheduler.close()
+    log.go.set()
+    submitter.join(5)
+    with pytest.raises(StationError):
+        result[0].result(timeout=5)
+    assert log.ended["op"][0] == "aborted"
+
+
+def test_the_same_id_submitted_at_once_runs_once(windows: Windows) -> None:
+    log = GatedLog()
+    scheduler = make(log, windows)  # type: ignore[arg-type]
+    try:
+        futures: list[Any] = []
+        first = threading.Thread(
+            target=lambda: futures.append(scheduler.submit(Operation("op", POINT), "p"))
+        )
+        first.start()
+        assert log.entered.wait(5)
+        second = scheduler.submit(Operation("op", POINT), "p")  # while the first is stored
+        log.go.set()
+        first.join(5)
+        assert second is futures[0]
+        second.result(timeout=5)
+        assert log.started_order == ["op"]
+    finally:
+        scheduler.close()
+
+
+def test_a_changed_policy_applies_to_the_next_operation(log: RecordingLog) -> None:
+    policies = [SafetyPolicy()]
+    station = SimulatedStation("electrolyte", slots=1, latency_s=0.0, noise=0.0)
+    scheduler = StationScheduler("p", station, safety=lambda: policies[-1], log=log)
+    try:
+        scheduler.submit(Operation("before", POINT), "p").result(timeout=5)
+        info = station.describe()
+        policies.append(
+            SafetyPolicy.from_config({"limits": {"temperature_c": ":20"}}, info.parameters)
+        )
+        with pytest.raises(SafetyViolation):
+            scheduler.submit(Operation("after", POINT), "p").result(timeout=5)
+    finally:
+        scheduler.close()

@@ -275,3 +275,95 @@ def test_a_station_that_cannot_be_reached_is_offline(platform: Platform) -> None
     assert status.reason
     with pytest.raises(StationError):
         platform.stations.handle("remote")
+
+
+def test_an_abort_is_carried_out_once(platform: Platform) -> None:
+    platform.stations.add("slowish", "simulated", {**FAST, "latency_s": 1.5})
+    handle = platform.stations.handle("slowish", project="p")
+    first = handle.run(Operation("first", POINT))
+    time.sleep(0.2)
+    assert platform.stations.abort("slowish")
+    with pytest.raises(StationError):
+        first.result(timeout=5)
+    after = handle.run(Operation("after", POINT))
+    time.sleep(1.2)  # the watcher polled twice: it must not abort again
+    assert after.result(timeout=5).operation_id == "after"
+
+
+def test_an_old_abort_is_not_carried_out_by_a_later_opening(platform: Platform) -> None:
+    platform.stations.add("later", "simulated", {**FAST, "latency_s": 1.2})
+    platform.stations.open("electrolyte")  # the watcher runs before "later" opens
+    assert platform.stations.abort("later", wait_s=0.2) is False  # nobody had it open
+    future = platform.stations.handle("later", project="p").run(Operation("op", POINT))
+    assert future.result(timeout=5).operation_id == "op"
+
+
+def test_operator_commands_reach_a_campaigns_private_built_in_station(
+    platform: Platform,
+) -> None:
+    from genesis_platform.labs.simulated import SimulatedStation
+
+    station = SimulatedStation("electrolyte", latency_s=30.0)
+    handle = platform.stations.private("electrolyte", station, project="p")
+    try:
+        future = handle.run(Operation("long", POINT))
+        time.sleep(0.2)
+        assert platform.stations.abort("electrolyte")
+        with pytest.raises(StationError):
+            future.result(timeout=5)
+    finally:
+        handle.close()
+
+
+def test_a_changed_safety_policy_reaches_a_station_already_open(
+    platform: Platform, genesis_home: Path
+) -> None:
+    platform.stations.add("cell", "simulated", FAST)
+    handle = platform.stations.handle("cell", project="p")
+    assert handle.run(Operation("before", POINT)).result(timeout=5)
+    with Platform.open(genesis_home) as operator:  # another shell
+        operator.stations.remove("cell")
+        operator.stations.add("cell", "simulated", FAST, {"limits": {"temperature_c": ":20"}})
+    time.sleep(1.1)
+    with pytest.raises(SafetyViolation):
+        handle.run(Operation("after", POINT)).result(timeout=5)
+    with Platform.open(genesis_home) as operator:
+        operator.stations.remove("cell")
+    time.sleep(1.1)
+    with pytest.raises(StationError, match="removed"):
+        handle.run(Operation("gone", {**POINT, "temperature_c": 15})).result(timeout=5)
+
+
+def test_deleting_a_maintenance_window_releases_the_queue(platform: Platform) -> None:
+    import datetime as dt
+
+    platform.stations.add("cell", "simulated", FAST)
+    start = dt.datetime.now(dt.UTC)
+    window = platform.stations.maintenance("cell", start, start + dt.timedelta(hours=1), "lamp")
+    future = platform.stations.handle("cell", project="p").run(Operation("op", POINT))
+    time.sleep(0.5)
+    assert not future.done()
+    platform.stations.cancel_window(window.id)
+    assert future.result(timeout=5).operation_id == "op"  # not an hour later
+
+
+def test_inventory_counts_overlapping_windows_once_and_only_operations_sent(
+    platform: Platform,
+) -> None:
+    import datetime as dt
+
+    platform.stations.add("busy", "simulated", {**FAST, "latency_s": 30.0})
+    handle = platform.stations.handle("busy", "p")
+    running = handle.run(Operation("running", POINT))
+    queued = handle.run(Operation("queued", POINT))  # one slot: never sent
+    time.sleep(0.2)
+    platform.stations.abort("busy")
+    for future in (running, queued):
+        future.exception(timeout=5)
+    now = dt.datetime.now(dt.UTC)
+    hours = dt.timedelta(hours=1)
+    platform.stations.maintenance("busy", now - 9 * hours, now - 3 * hours, "a")
+    platform.stations.maintenance("busy", now - 6 * hours, now, "b")  # overlaps the first
+    [row] = [r for r in platform.stations.inventory(now - 24 * hours, now) if r.name == "busy"]
+    assert row.uptime == pytest.approx(1 - 9 / 24, abs=0.01)
+    assert row.operations == 1  # the running one; the one aborted in the queue never ran
