@@ -6,8 +6,9 @@ writes everything pending in one transaction (new rows with their audit records 
 then the updates, coalesced per task). A new task is dispatched only after the transaction
 holding its record committed, so a task is never running without a record: new rows are
 written at once. A state change waits a moment for others to share its transaction (a
-transaction costs more than the rows in it): a task's final state ``_FINAL_DELAY_S``, others
-(``queued``, ``active``) up to ``_UPDATE_DELAY_S``, unless something due comes first.
+transaction costs more than the rows in it): a task's final state and a batch job's id
+``_SOON_S``, others (``queued``, ``active``) up to ``_UPDATE_DELAY_S``, unless something due
+comes first.
 Readers of the task service flush before they read.
 """
 
@@ -35,8 +36,8 @@ _GATHER_S = 0.002
 """While tasks come in faster than one per transaction, how long new rows may gather."""
 _UPDATE_DELAY_S = 0.05
 """How long a state change may wait for others to share its transaction."""
-_FINAL_DELAY_S = 0.002
-"""The same for a task's final state: long enough not to slow the wake-up of its waiter."""
+_SOON_S = 0.002
+"""The same for an urgent change (a final state): long enough not to slow its waiter's wake-up."""
 
 
 @dataclass
@@ -73,16 +74,16 @@ class Recorder:
             self._inserts.append(_Insert(dict(values), then, fail))
             self._cond.notify()
 
-    def update(self, task_id: int, values: Mapping[str, Any], *, final: bool = False) -> None:
+    def update(self, task_id: int, values: Mapping[str, Any], *, soon: bool = False) -> None:
         """Change task ``task_id``'s row (merged with earlier changes not yet written).
 
         Args:
             task_id: The row.
             values: Columns and their new values.
-            final: A task's final state: written within ``_FINAL_DELAY_S``, not
-                ``_UPDATE_DELAY_S``.
+            soon: Written within ``_SOON_S``, not ``_UPDATE_DELAY_S``: a task's final
+                state, or the id of a batch job that recovery needs.
         """
-        due = time.monotonic() + (_FINAL_DELAY_S if final else _UPDATE_DELAY_S)
+        due = time.monotonic() + (_SOON_S if soon else _UPDATE_DELAY_S)
         with self._cond:
             if not self._updates or due < self._updates_due:
                 self._updates_due = due

@@ -6,6 +6,7 @@ for every task it dispatches, at thousands a second, and needs no result back.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
@@ -31,6 +32,7 @@ class SerialWorker:
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
+        atexit.register(self.shutdown)  # a daemon thread: run what was submitted before exit
 
     def submit(self, call: Callable[..., object], *args: Any) -> None:
         """Run ``call(*args)`` after the calls submitted before it.
@@ -49,6 +51,7 @@ class SerialWorker:
             if not self._closed:
                 self._closed = True
                 self._calls.put(None)
+                atexit.unregister(self.shutdown)
         if wait and threading.current_thread() is not self._thread:
             self._thread.join()
 

@@ -158,6 +158,8 @@ class _Tracked:
     attempts: int
     output_only: bool = False
     result: CancellableFuture[Any] = field(init=False, repr=False)
+    full: CancellableFuture[TaskResult] | None = field(default=None, repr=False)
+    """With ``output_only``, a future of the whole TaskResult, made when :meth:`follow` asks."""
     current: TaskFuture | None = None
     timer: threading.Timer | None = field(default=None, repr=False)
     files: TaskFiles = field(default_factory=TaskFiles)
@@ -301,7 +303,7 @@ class TaskService:
 
     def _not_stored(self, tracked: _Tracked, error: BaseException) -> None:
         """The record could not be written: the task never ran; fail its future."""
-        self._dispatcher.submit(tracked.result.settle, None, error)
+        self._dispatcher.submit(_resolve, tracked, None, error)
 
     def follow(self, name: str) -> CancellableFuture[TaskResult] | None:
         """The future of the newest task called ``name``, for a process that restarted.
@@ -322,7 +324,7 @@ class TaskService:
         with self._lock:
             tracked = self._tracked.get(info.id)
         if tracked is not None:
-            return tracked.result
+            return _whole_result(tracked)
         if info.state in FINAL_STATES:
             return _recorded(info)
         if owner_alive(info.owner) or not info.external_id or not self._claim(info.id, info.owner):
@@ -356,12 +358,14 @@ class TaskService:
             future = self._sites.executor(tracked.site).submit(spec)
         except Exception as exc:
             self._finish(tracked, "failed", error=_describe(exc))
-            tracked.result.settle(error=exc)
+            _resolve(tracked, error=exc)
             return
         tracked.current = future
+        # Recovery needs a batch job's id (its job keeps running): write it soon.
         self._recorder.update(
             tracked.task_id,
             {"state": "queued", "external_id": future.external_id, "attempts": tracked.attempts},
+            soon=self._sites.config(tracked.site).kind in BATCH_KINDS,
         )
         future.add_start_callback(lambda f: self._started(tracked, f))
         future.add_done_callback(lambda f: self._done(tracked, f))
@@ -376,7 +380,7 @@ class TaskService:
         """Record how an attempt ended; retry a transient failure if the policy allows."""
         if future.cancelled():
             self._finish(tracked, "canceled", error="canceled")
-            tracked.result.cancel()
+            _cancel(tracked)
             return
         error = future.exception()
         if error is None:
@@ -399,7 +403,7 @@ class TaskService:
             logs=str(details.get("logs", "")),
             usage=_usage(details.get("usage") or {}, tracked.spec.resources),
         )
-        tracked.result.settle(error=error)
+        _resolve(tracked, error=error)
 
     def _complete(self, tracked: _Tracked, result: TaskResult) -> None:
         """Record a completed task (keeping its outputs first), then resolve its future."""
@@ -410,7 +414,7 @@ class TaskService:
             except Exception as exc:
                 error = ExecutorError(f"the task ran, but its outputs were not kept: {exc}")
                 self._finish(tracked, "failed", error=_describe(error), logs=result.logs)
-                tracked.result.settle(error=error)
+                _resolve(tracked, error=error)
                 return
         exit_status = result.output if tracked.spec.command is not None else None
         self._finish(
@@ -423,7 +427,7 @@ class TaskService:
             exit_status=exit_status,
             **values,
         )
-        tracked.result.settle(result.output if tracked.output_only else result)
+        _resolve(tracked, result)
 
     def _keep_outputs(self, tracked: _Tracked) -> dict[str, Any]:
         """Store the task's output files; register them as a dataset version if asked."""
@@ -576,14 +580,14 @@ class TaskService:
             tracked.timer.cancel()
         current = tracked.current
         if current is not None and current.cancel():
-            tracked.result.cancel()
+            _cancel(tracked)
             return True
         with self._lock:
             following = self._tracked.get(tracked.task_id) is tracked
         if not following:
             return False
         self._finish(tracked, "canceled", error="canceled")  # waiting for a retry
-        tracked.result.cancel()
+        _cancel(tracked)
         return True
 
     def recover(self) -> dict[str, int]:
@@ -680,7 +684,7 @@ class TaskService:
             # between sbatch and the record): submitting again could run it twice.
             reason += "; not resubmitted, as its job may still run: check the batch system"
             self._finish(tracked, "failed", error=reason)
-            tracked.result.settle(error=TransientFailure(reason))
+            _resolve(tracked, error=TransientFailure(reason))
             return "failed"
         policy = self._sites.config(info.site).settings()
         retry = info.state == "new" or info.attempts <= policy.retries
@@ -689,7 +693,7 @@ class TaskService:
             self._dispatch(tracked)
             return "resubmitted"
         self._finish(tracked, "failed", error=reason)
-        tracked.result.settle(error=TransientFailure(reason))
+        _resolve(tracked, error=TransientFailure(reason))
         return "failed"
 
     def wait_all(self, timeout: float | None = None) -> None:
@@ -716,7 +720,7 @@ class TaskService:
         with self._lock:
             self._tracked.pop(tracked.task_id, None)
         values.update(state=state, finished_at=utcnow())
-        self._recorder.update(tracked.task_id, values, final=True)
+        self._recorder.update(tracked.task_id, values, soon=True)
 
     def _update(self, task_id: int, **values: Any) -> None:
         """Change a record now (off the hot path: cancels from outside, recovery)."""
@@ -758,6 +762,42 @@ class TaskService:
                 tracked = self._tracked.get(task_id)
             if tracked is not None:
                 self._cancel_tracked(tracked)
+
+
+def _resolve(
+    tracked: _Tracked, result: TaskResult | None = None, error: BaseException | None = None
+) -> None:
+    """Settle a tracked task's futures.
+
+    The user's (its output alone for ``submit``) and, when :meth:`TaskService.follow` asked
+    for it, the whole result.
+    """
+    if error is not None:
+        tracked.result.settle(error=error)
+    else:
+        assert result is not None
+        tracked.result.settle(result.output if tracked.output_only else result)
+    if tracked.full is not None:
+        tracked.full.settle(result, error)
+
+
+def _cancel(tracked: _Tracked) -> None:
+    tracked.result.cancel()
+    if tracked.full is not None:
+        tracked.full.cancel()
+
+
+def _whole_result(tracked: _Tracked) -> CancellableFuture[TaskResult]:
+    """A future of the task's whole TaskResult (for a ``submit``-ed one, made on demand)."""
+    if not tracked.output_only:
+        return tracked.result
+    if tracked.full is None:
+        tracked.full = CancellableFuture(tracked.result.cancel)
+        if tracked.result.cancelled():
+            tracked.full.cancel()
+        elif tracked.result.done() and tracked.result.exception() is not None:
+            tracked.full.settle(error=tracked.result.exception())
+    return tracked.full
 
 
 def _check_for_site(spec: TaskSpec, kind: str) -> None:

@@ -36,7 +36,11 @@ Threading:
   run with ``exit_status="abort"`` and unblocks ``RE(plan)`` with ``RunEngineInterrupted``;
   ``request_pause`` would leave the RunEngine paused, waiting for a resume, stop or abort,
   and ``halt`` skips the cleanup. So :meth:`BlueskyStation.abort` fails the futures of the
-  running and queued operations at once, then calls ``RE.abort``. An operation whose plan
+  running and queued operations at once, then calls ``RE.abort``; :meth:`BlueskyStation.cancel`
+  does the same for one operation (dropping it from the queue, or aborting the plan when it
+  is the one running; the queue then runs on). ``RE.abort`` is called only while the
+  RunEngine runs that operation's plan: the worker does not start the next plan until the
+  abort has been handed over, so it never hits another operation. An operation whose plan
   has not reached the RunEngine yet (``abort`` then finds it idle) is stopped by the plan
   itself, which checks the operation's stop flag before it opens its run. Detectors already
   triggered finish their acquisition in the background (the RunEngine only stops what it
@@ -123,10 +127,10 @@ class _Job:
     point: dict[str, ParamValue]
     future: Future[Measurement] = field(default_factory=Future)
     stop: threading.Event = field(default_factory=threading.Event)
-    """Set by abort; the plan checks it before it opens its run."""
+    """Set by abort and cancel; the plan checks it before it opens its run."""
     running: bool = False
     settled: bool = False
-    """True once someone (the worker or abort) has claimed the right to set the future."""
+    """True once someone (the worker, abort or cancel) has claimed the right to set it."""
 
 
 class _RunDocuments:
@@ -218,6 +222,9 @@ class BlueskyStation:
         self._closed = False
         self._broken = ""
         self._heartbeat = 0.0
+        self._engine = threading.Lock()
+        self._current: _Job | None = None
+        """The job whose plan the RunEngine may be running (guarded by ``_engine``)."""
         # Held here too: the RunEngine's dispatcher may keep only weak references.
         self._subscriptions = (self._on_document, *subscriptions)
         self._re = _run_engine()
@@ -296,7 +303,7 @@ class BlueskyStation:
         error. It fails later with :class:`~genesis_platform.errors.OperationFailed` when
         the plan fails (a device raised or reported a failure; the message is the
         device's), and with :class:`~genesis_platform.errors.StationError` on
-        :meth:`abort`.
+        :meth:`abort` or :meth:`cancel`.
         """
         try:
             point = self._space.validate(op.params, where="op.params")
@@ -335,7 +342,34 @@ class BlueskyStation:
         for job in jobs:
             settle(job.future, error=StationError(f"aborted: operation '{job.op.id}' stopped"))
         if running:
-            self._abort_plan()
+            self._abort_plan(jobs)
+
+    def cancel(self, op_id: str) -> bool:
+        """Stop operation ``op_id``, queued or running; its future fails with StationError.
+
+        A queued operation is dropped; the running one's plan is aborted (as by
+        :meth:`abort`: the devices it moved are stopped and its run closes with
+        ``exit_status="abort"``), and the queued operations run next. Returns once the
+        RunEngine has been told.
+
+        Returns:
+            False when no such operation is queued or running here.
+        """
+        with self._lock:
+            job = self._jobs.get(op_id)
+            if job is None or job.settled:
+                return False
+            del self._jobs[op_id]
+            job.settled = True
+            job.stop.set()
+            running = job.running
+            if not running:
+                with contextlib.suppress(ValueError):  # the worker may have just taken it
+                    self._queue.remove(job)
+        settle(job.future, error=StationError(f"aborted: operation '{op_id}' cancelled"))
+        if running:
+            self._abort_plan([job])
+        return True
 
     def close(self) -> None:
         """Stop accepting operations, let queued ones finish, and stop the RunEngine's loop.
@@ -404,6 +438,8 @@ class BlueskyStation:
         """Run the operation's plan and build its measurement from the run's documents."""
         self._check_idle()
         documents = _RunDocuments()
+        with self._engine:
+            self._current = job
         try:
             self._re(self._plan(job), documents)
         except RunEngineInterrupted as exc:
@@ -414,6 +450,8 @@ class BlueskyStation:
                 f"{_device_message(exc)}; check the device, then retry"
             ) from exc
         finally:
+            with self._engine:  # waits for an abort being handed over to this plan
+                self._current = None
             self._check_idle()
         return self._measurement(job, documents)
 
@@ -478,13 +516,21 @@ class BlueskyStation:
 
     # -- the RunEngine -------------------------------------------------------------------
 
-    def _abort_plan(self) -> None:
-        """Tell the RunEngine to abort its plan (from any thread)."""
-        # RuntimeError: already idle, as the plan had not started (it then checks its stop
-        # flag) or had ended; a panicked RunEngine raises it too, and status() reports that.
+    def _abort_plan(self, jobs: Sequence[_Job]) -> None:
+        """Tell the RunEngine to abort its plan if it is one of ``jobs``' (from any thread).
+
+        Call after setting their stop flags. Holding ``_engine`` keeps the worker from
+        starting the next operation's plan until the RunEngine has taken the abort.
+        """
         reason = f"aborted by Genesis on station '{self._name}'"
-        with contextlib.suppress(RuntimeError):
-            self._re.abort(reason=reason)  # type: ignore[no-untyped-call]
+        with self._engine:
+            if not any(job is self._current for job in jobs) or not self._re.loop.is_running():
+                return  # not started (its plan checks the stop flag) or already over
+            # RuntimeError: already idle, as the plan had not started (it then checks its
+            # stop flag) or had ended; a panicked RunEngine raises it too, and status()
+            # reports that.
+            with contextlib.suppress(RuntimeError):
+                self._re.abort(reason=reason)  # type: ignore[no-untyped-call]
 
     def _check_idle(self) -> None:
         """Raise StationError (and remember why) unless the RunEngine is idle."""

@@ -445,13 +445,15 @@ class StationService:
             return applied
         try:
             station = open_driver(record.config())
-        except StationError:
+        except (StationError, InvalidInput):  # unreachable, or the extra is missing
             return False
         try:
-            station.abort()
+            tell = getattr(station, "abort_server", None)
+            return bool(tell()) if callable(tell) else False
+        except StationError:
+            return False
         finally:
             station.close()
-        return True
 
     def refill(self, name: str, consumable: str | None = None, wait_s: float = 2.0) -> bool:
         """Refill a consumable of station ``name`` (all of them by default).

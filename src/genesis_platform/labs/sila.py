@@ -31,9 +31,12 @@ responses when it has finished. This module drives such a command as a Genesis
   to every 50 ms. Every 0.5 s the worker also asks for the result, so a command whose info
   stream died with the connection is noticed.
 - **Cancel.** SiLA 2 cancels a command through the standard ``CancelController`` feature
-  (``CancelCommand`` with the execution UUID); :meth:`SilaStation.abort` uses it when the
-  server implements it, else an unobservable ``Abort`` command without parameters in the
-  station's feature, else it can only stop waiting (the instrument goes on).
+  (``CancelCommand`` with the execution UUID, ``CancelAll``). :meth:`SilaStation.cancel`
+  (one operation) and :meth:`SilaStation.abort` (this station's operations) use
+  ``CancelCommand`` when the server implements it, else an unobservable ``Abort`` command
+  without parameters in the station's feature (which stops everything running there), else
+  they can only stop waiting (the instrument goes on). :meth:`SilaStation.abort_server`
+  stops every command on the server, whoever started it (``CancelAll``, else ``Abort``).
 - **Errors.** Foreign errors are translated here: a validation error becomes
   ``InvalidInput``; a defined execution error ``InvalidParameters`` ``InvalidInput``,
   ``StationError`` and ``Cancelled`` ``StationError``, any other execution error
@@ -453,7 +456,7 @@ class _Job:
     stop: threading.Event = field(default_factory=threading.Event)
     running: bool = False
     settled: bool = False
-    """True once someone (the worker or abort) has claimed the right to set the future."""
+    """True once someone (the worker, abort or cancel) has claimed the right to set it."""
     queued: Future[None] | None = None
     instance: ClientObservableCommandInstance[Any] | None = None
 
@@ -585,8 +588,8 @@ class SilaStation:
         :class:`~genesis_platform.errors.StationError` once the station is closed. It fails
         later with :class:`~genesis_platform.errors.OperationFailed` when the command fails
         or the connection is lost while it runs, and with
-        :class:`~genesis_platform.errors.StationError` on :meth:`abort` or when the server
-        cannot run it.
+        :class:`~genesis_platform.errors.StationError` on :meth:`abort`, :meth:`cancel`,
+        :meth:`abort_server` or when the server cannot run it.
         """
         try:
             arguments = self._arguments(op)
@@ -629,21 +632,72 @@ class SilaStation:
         the feature's ``Abort`` command when there is no CancelController) before this
         returns.
         """
+        self._cancel_remote(self._drop_all())
+
+    def cancel(self, op_id: str) -> bool:
+        """Stop operation ``op_id``, queued or running; its future fails with StationError.
+
+        The future fails at once and the other operations go on. A queued operation is
+        dropped before anything is sent; a running one's command execution is cancelled on
+        the server with ``CancelController.CancelCommand`` before this returns. A server
+        without CancelController is sent what :meth:`abort` sends it: the feature's
+        ``Abort`` command, which stops *every* operation running there (this station's
+        other running operations then end as the server reports them), or, when it has no
+        ``Abort`` either, nothing (the command goes on there; this station stops waiting).
+
+        Returns:
+            False when no such operation is queued or running here.
+        """
         with self._lock:
-            jobs = [job for job in self._jobs.values() if not job.settled]
-            self._jobs.clear()
-            started = []
-            for job in jobs:
-                job.settled = True
-                job.stop.set()
-                if job.queued is not None:
-                    job.queued.cancel()
-                if job.instance is not None:
-                    started.append(job.instance)
-        for job in jobs:
-            message = f"aborted: operation '{job.op.id}' stopped on SiLA server {self._address}"
-            settle(job.future, error=StationError(message))
-        self._cancel_remote(started)
+            job = self._jobs.get(op_id)
+            if job is None or job.settled:
+                return False
+            del self._jobs[op_id]
+            job.settled = True
+            job.stop.set()
+            if job.queued is not None:
+                job.queued.cancel()
+            instance = job.instance
+        message = f"aborted: operation '{op_id}' cancelled on SiLA server {self._address}"
+        settle(job.future, error=StationError(message))
+        if instance is not None:  # else the worker cancels it once the server has accepted it
+            self._cancel_remote([instance])
+        return True
+
+    def abort_server(self) -> bool:
+        """Tell the server to stop every command running there, whoever started it.
+
+        For an operator's ``genesis station abort`` from another process: this station may
+        have no operations of its own, and :meth:`abort` only cancels its own executions.
+        This station's own operations are aborted as by :meth:`abort` (their futures fail
+        with StationError); the server is told with ``CancelController.CancelAll`` when it
+        implements it, else with the feature's ``Abort`` command.
+
+        Returns:
+            True once the server has been told; False when it offers neither (only this
+            station's own operations stopped).
+
+        Raises:
+            StationError: The station is closed, or the server did not answer within
+                ``timeout_s`` or refused (the message names ``host:port``).
+        """
+        if self._closed:
+            raise StationError(f"station '{self._name}' is closed; open it again")
+        started = self._drop_all()
+        call: Callable[[], object] | None = None
+        if self._spec.cancel_controller:
+            call = getattr(cast(Any, self._client).CancelController, "CancelAll", None)
+        if call is None and self._spec.abort_command is not None:
+            call = getattr(getattr(self._client, self._spec.feature), self._spec.abort_command)
+        if call is None:
+            self._cancel_remote(started)  # nothing to send: it warns that they go on there
+            return False
+        try:
+            self._bounded("stop every command", call)
+        finally:
+            for instance in started:
+                instance.cancel_execution_info_subscription()
+        return True
 
     def close(self) -> None:
         """Stop accepting operations, wait for queued and running ones, and disconnect."""
@@ -785,6 +839,24 @@ class SilaStation:
                 raise InvalidInput(where, "missing", f"give a value: {param.schema()}")
             arguments[param.identifier] = param.coerce(op.params[name], where)
         return arguments
+
+    def _drop_all(self) -> list[ClientObservableCommandInstance[Any]]:
+        """Fail every queued and running operation here; the commands the server accepted."""
+        with self._lock:
+            jobs = [job for job in self._jobs.values() if not job.settled]
+            self._jobs.clear()
+            started = []
+            for job in jobs:
+                job.settled = True
+                job.stop.set()
+                if job.queued is not None:
+                    job.queued.cancel()
+                if job.instance is not None:
+                    started.append(job.instance)
+        for job in jobs:
+            message = f"aborted: operation '{job.op.id}' stopped on SiLA server {self._address}"
+            settle(job.future, error=StationError(message))
+        return started
 
     def _forget(self, job: _Job) -> None:
         with self._lock:

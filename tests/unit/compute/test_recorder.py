@@ -80,7 +80,7 @@ def test_a_final_state_does_not_wait_for_the_delay_of_other_changes(
     monkeypatch.setattr(_recorder, "_UPDATE_DELAY_S", 3600.0)
     first, second = new_task(recorder), new_task(recorder)
     recorder.update(first, {"name": "waits"})
-    recorder.update(second, {"name": "done"}, final=True)
+    recorder.update(second, {"name": "done"}, soon=True)
     assert eventually(lambda: stored_name(platform, second) == "done")
     assert stored_name(platform, first) == "waits"  # it shared the final state's transaction
 

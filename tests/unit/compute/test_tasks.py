@@ -412,3 +412,15 @@ def test_submitting_to_a_closed_service_fails_at_once(platform: Platform) -> Non
     platform.tasks.close()
     with pytest.raises(ExecutorError, match="closed"):
         platform.tasks.submit(command=["true"])
+
+
+def test_follow_gives_the_whole_result_of_a_submitted_task(platform: Platform) -> None:
+    output = platform.tasks.submit(
+        function=f"{FUNCTIONS}:sleep_then_return", kwargs={"seconds": 0.5, "x": 1.0}, name="t-1"
+    )
+    followed = platform.tasks.follow("t-1")
+    assert followed is not None
+    result = followed.result(timeout=30)  # a TaskResult, not the bare output
+    assert result.output == output.result(timeout=30)
+    assert result.output["slept_s"] == 0.5
+    assert result.usage["wall_seconds"] > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,8 +29,14 @@ from sila2.server import FeatureImplementationBase, SilaServer
 from genesis_platform.errors import InvalidInput, OperationFailed, StationError
 from genesis_platform.labs.emulators import EMULATORS, AnalyticEmulator, get_emulator
 from genesis_platform.labs.protocols import Measurement, Operation, StationState
-from genesis_platform.labs.sila import SilaStation, genesis_name, sila_identifier
+from genesis_platform.labs.sila import (
+    OperationProgress,
+    SilaStation,
+    genesis_name,
+    sila_identifier,
+)
 from genesis_platform.labs.sila_server import (
+    CANCEL_CONTROLLER_FDL,
     SilaStationServer,
     _close_discovery,
     feature_definition,
@@ -42,6 +49,8 @@ from genesis_platform.planning.space import Choice, Int, Real
 from .backend_sila import serve, station
 
 POINT = {"salt_molality": 1.2, "temperature_c": 25, "solvent": "EC-DMC"}
+STOPPED = r"aborted|cancelled"
+"""What the message of a cancelled or aborted operation's StationError says."""
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> None:
@@ -258,10 +267,10 @@ def test_abort_cancels_a_long_operation_on_the_server() -> None:
         sila.abort()
         for future in (running, queued):
             with pytest.raises(StationError, match="aborted"):
-                future.result(timeout=1)
-        assert time.monotonic() - start < 1.0
-        wait_for(lambda: server.station.status().state is StationState.IDLE, timeout=1.0)
-        wait_for(lambda: sila.status().state is StationState.IDLE, timeout=1.0)
+                future.result(timeout=3)
+        assert time.monotonic() - start < 3.0  # not the 5 s the operation takes
+        wait_for(lambda: server.station.status().state is StationState.IDLE)
+        wait_for(lambda: sila.status().state is StationState.IDLE)
         again = sila.run(Operation("again", POINT))  # the station takes work again
         wait_for(lambda: server.station.status().busy_slots == 1)
         assert not again.done()
@@ -277,29 +286,94 @@ def test_cancel_controller_cancels_one_command_for_any_client() -> None:
             cancelled = feature.RunOperation("cancelled", 1.0, 25, "PC")
             wait_for(lambda: server.station.status().busy_slots == 2)
             client.CancelController.CancelCommand(str(cancelled.execution_uuid))
-            wait_for(lambda: cancelled.done, timeout=1.0)
+            wait_for(lambda: cancelled.done)
             with pytest.raises(DefinedExecutionError, match="Cancelled"):
                 cancelled.get_responses()
             assert not kept.done  # cancelling one leaves the other running
             client.CancelController.CancelCommand(str(kept.execution_uuid))
-            wait_for(lambda: server.station.status().state is StationState.IDLE, timeout=1.0)
+            wait_for(lambda: server.station.status().state is StationState.IDLE)
             with pytest.raises(DefinedExecutionError, match="InvalidCommandExecutionUUID"):
                 client.CancelController.CancelCommand(str(kept.execution_uuid))
         finally:
             client.close()
 
 
+def test_cancel_stops_one_running_operation_and_the_others_go_on() -> None:
+    with serve(latency_s=1.0, slots=2) as server, connect(server, slots=2) as sila:
+        long = sila.run(Operation("long", POINT))
+        kept = sila.run(Operation("kept", {**POINT, "temperature_c": 30}))
+        queued = sila.run(Operation("queued", {**POINT, "temperature_c": 35}))
+        wait_for(lambda: _accepted(sila, "long") and _accepted(sila, "kept"))
+        start = time.monotonic()
+        assert sila.cancel("long") is True
+        assert long.done(), "the future fails at once"
+        with pytest.raises(StationError, match=STOPPED):
+            long.result(timeout=0)
+        assert time.monotonic() - start < 3.0
+        assert sila.cancel("long") is False  # already stopped
+        assert not kept.done() and not queued.done()
+        expected = get_emulator("electrolyte")
+        for future, temperature in ((kept, 30), (queued, 35)):
+            measurement = future.result(timeout=5)
+            assert measurement.values == expected.mean({**POINT, "temperature_c": temperature})
+        wait_for(lambda: sila.status().state is StationState.IDLE)
+
+
+def test_cancel_drops_a_queued_operation_and_unknown_ids_are_false() -> None:
+    with serve(latency_s=0.3, slots=1) as server, connect(server, slots=1) as sila:
+        running = sila.run(Operation("running", POINT))
+        queued = sila.run(Operation("queued", POINT))
+        wait_for(lambda: _accepted(sila, "running"))
+        assert sila.status().queue_length == 1
+        assert sila.cancel("queued") is True
+        with pytest.raises(StationError, match=STOPPED):
+            queued.result(timeout=0)
+        assert sila.status().queue_length == 0
+        assert sila.cancel("no-such-operation") is False
+        assert running.result(timeout=5).operation_id == "running"
+        assert sila.cancel("running") is False  # finished
+        again = sila.run(Operation("queued", POINT))  # the id is free again
+        assert again is not queued
+        assert again.result(timeout=5).operation_id == "queued"
+
+
+def test_abort_server_from_a_fresh_station_stops_what_another_started() -> None:
+    with serve(latency_s=5.0, slots=1) as server, connect(server) as first:
+        future = first.run(Operation("long", POINT))
+        wait_for(lambda: server.station.status().busy_slots == 1)
+        start = time.monotonic()
+        with connect(server) as operator:  # `genesis station abort` in another shell
+            assert operator.abort_server() is True
+        with pytest.raises(StationError, match=STOPPED):
+            future.result(timeout=3)
+        assert time.monotonic() - start < 3.0  # not the 5 s the operation takes
+        wait_for(lambda: server.station.status().state is StationState.IDLE)
+        wait_for(lambda: first.status().state is StationState.IDLE)
+        after = first.run(Operation("after", POINT))  # the station takes work again
+        wait_for(lambda: server.station.status().busy_slots == 1)
+        assert not after.done()
+        first.abort()
+
+
 def test_progress_and_remaining_time_are_followed() -> None:
-    with serve(latency_s=2.0) as server, connect(server) as sila:
+    # 10 s, so that the operation is still running however late a loaded machine looks
+    with serve(latency_s=10.0) as server, connect(server) as sila:
         assert sila.progress("op-1") is None
         sila.run(Operation("op-1", POINT))
         wait_for(lambda: (sila.progress("op-1") or _NO_PROGRESS).progress is not None)
-        progress = sila.progress("op-1")
-        assert progress is not None and progress.status == "running"
-        assert 0 < (progress.progress or 0) < 0.5
-        assert 1.0 < (progress.remaining_s or 0) <= 2.0
-        assert uuid.UUID(progress.execution_uuid)
+        first = sila.progress("op-1")
+        assert first is not None and first.status == "running"
+        assert 0 < (first.progress or 0) < 0.5
+        assert 5.0 < (first.remaining_s or 0) <= 10.0
+        assert uuid.UUID(first.execution_uuid)
+        wait_for(lambda: _advanced(sila.progress("op-1") or first, first))
         sila.abort()
+
+
+def _advanced(later: OperationProgress, first: OperationProgress) -> bool:
+    """Whether progress went up and the remaining time down since ``first``."""
+    more = (later.progress or 0) > (first.progress or 0)
+    return more and (later.remaining_s or math.inf) < (first.remaining_s or 0)
 
 
 _NO_PROGRESS = type("P", (), {"progress": None})()
@@ -589,7 +663,154 @@ def test_abort_falls_back_to_the_features_abort_command(ph_meter: tuple[PhMeter,
         sila.abort()
         assert meter.stopped.is_set(), "abort() returns once the server has been told"
         with pytest.raises(StationError, match="aborted"):
-            future.result(timeout=1)
+            future.result(timeout=3)
+
+
+def test_cancel_falls_back_to_the_features_abort_command(ph_meter: tuple[PhMeter, int]) -> None:
+    meter, port = ph_meter
+    meter.delay_s = 5.0
+    with SilaStation("ph", host="127.0.0.1", port=port, command="Measure") as sila:
+        future = sila.run(Operation("s-1", SAMPLE))
+        wait_for(lambda: _accepted(sila, "s-1"))
+        assert sila.cancel("s-1") is True
+        assert meter.stopped.is_set(), "cancel() returns once the server has been told"
+        with pytest.raises(StationError, match=STOPPED):
+            future.result(timeout=0)
+        assert sila.abort_server() is True  # Abort again: no CancelController either
+
+
+class CancellableMeter(PhMeter):
+    """The pH meter whose measurements stop one by one (:class:`MeterCancelController`).
+
+    A sample code's measurement takes ``delays[code]`` s (default ``delay_s``).
+    """
+
+    def __init__(self, server: SilaServer) -> None:
+        super().__init__(server)
+        self.delays: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.running: dict[str, threading.Event] = {}
+
+    def Measure(self, *args: Any, metadata: Any, instance: Any) -> tuple[float, str]:
+        temperature, replicates, buffer, code, stir = args
+        instance.begin_execution()
+        stop = threading.Event()
+        with self.lock:
+            self.running[str(instance.execution_uuid)] = stop
+            if self.stopped.is_set():
+                stop.set()
+        if stop.wait(self.delays.get(code, self.delay_s)):
+            raise RuntimeError("stopped")
+        return 7.0 + temperature / 100, f"{code} x{replicates} in {buffer}, stir={stir}"
+
+    def Abort(self, *, metadata: Any) -> None:
+        with self.lock:
+            self.stopped.set()
+            for stop in self.running.values():
+                stop.set()
+
+
+class MeterCancelController(FeatureImplementationBase):
+    """SiLA 2's CancelController for the meter, recording what it was told."""
+
+    def __init__(self, server: SilaServer, meter: CancellableMeter, feature: Feature) -> None:
+        super().__init__(parent_server=server)
+        self.meter = meter
+        self.errors = feature.defined_execution_errors
+        self.cancelled: list[str] = []
+        self.cancelled_all = threading.Event()
+
+    def CancelCommand(self, CommandExecutionUUID: str, *, metadata: Any) -> None:
+        self.cancelled.append(CommandExecutionUUID)
+        with self.meter.lock:
+            stop = self.meter.running.get(CommandExecutionUUID)
+        if stop is None:
+            raise DefinedExecutionError(self.errors["InvalidCommandExecutionUUID"], "unknown")
+        stop.set()
+
+    def CancelAll(self, *, metadata: Any) -> None:
+        self.cancelled_all.set()
+        self.meter.Abort(metadata=metadata)
+
+
+@pytest.fixture
+def cancellable_meter() -> Iterator[tuple[CancellableMeter, MeterCancelController, int]]:
+    server = SilaServer("pH meter", "PhMeter", "A pH meter", "2.1", "https://example.com")
+    meter = CancellableMeter(server)
+    server.set_feature_implementation(Feature(PH_METER_FDL), meter)
+    feature = Feature(CANCEL_CONTROLLER_FDL)
+    controller = MeterCancelController(server, meter, feature)
+    server.set_feature_implementation(feature, controller)
+    port = find_free_port()
+    server.start_insecure("127.0.0.1", port, enable_discovery=False)
+    try:
+        yield meter, controller, port
+    finally:
+        meter.Abort(metadata={})
+        server.stop(grace_period=0.5)
+        _close_discovery(server)
+
+
+def test_cancel_sends_cancel_command_with_the_execution_uuid(
+    cancellable_meter: tuple[CancellableMeter, MeterCancelController, int],
+) -> None:
+    meter, controller, port = cancellable_meter
+    meter.delays = {"AB001": 5.0, "AB002": 1.0}
+    with SilaStation("ph", host="127.0.0.1", port=port, command="Measure", slots=2) as sila:
+        long = sila.run(Operation("s-1", {**SAMPLE, "sample_code": "AB001"}))
+        kept = sila.run(Operation("s-2", {**SAMPLE, "sample_code": "AB002"}))
+        wait_for(lambda: _accepted(sila, "s-1") and _accepted(sila, "s-2"))
+        progress = sila.progress("s-1")
+        assert progress is not None
+        assert sila.cancel("s-1") is True
+        assert controller.cancelled == [progress.execution_uuid], "told before cancel returns"
+        assert not meter.stopped.is_set(), "CancelCommand, not the Abort that stops everything"
+        with pytest.raises(StationError, match=STOPPED):
+            long.result(timeout=0)
+        assert kept.result(timeout=5).metadata["responses"]["note"].startswith("AB002")
+        assert controller.cancelled == [progress.execution_uuid]
+
+
+def test_abort_server_sends_cancel_all(
+    cancellable_meter: tuple[CancellableMeter, MeterCancelController, int],
+) -> None:
+    meter, controller, port = cancellable_meter
+    meter.delay_s = 5.0
+    with SilaStation("ph", host="127.0.0.1", port=port, command="Measure") as sila:
+        future = sila.run(Operation("s-1", SAMPLE))
+        wait_for(lambda: _accepted(sila, "s-1"))
+        assert sila.abort_server() is True
+        assert controller.cancelled_all.is_set()
+        with pytest.raises(StationError, match="aborted"):
+            future.result(timeout=0)  # its own operations are aborted too
+        assert sila.status().state is StationState.IDLE
+
+
+NO_ABORT_FDL = re.sub(
+    r"<Command>\s*<Identifier>Abort</Identifier>.*?</Command>", "", PH_METER_FDL, flags=re.S
+)
+
+
+def test_abort_server_without_cancel_controller_or_abort_is_false() -> None:
+    server = SilaServer("pH meter", "PhMeter", "A pH meter", "2.1", "https://example.com")
+    meter = PhMeter(server)
+    meter.delay_s = 5.0
+    server.set_feature_implementation(Feature(NO_ABORT_FDL), meter)
+    port = find_free_port()
+    server.start_insecure("127.0.0.1", port, enable_discovery=False)
+    try:
+        with SilaStation("ph", host="127.0.0.1", port=port, command="Measure") as sila:
+            future = sila.run(Operation("s-1", SAMPLE))
+            wait_for(lambda: _accepted(sila, "s-1"))
+            assert sila.cancel("s-1") is True  # only stops waiting: the meter goes on
+            with pytest.raises(StationError, match=STOPPED):
+                future.result(timeout=0)
+            assert sila.abort_server() is False
+            assert not meter.stopped.is_set()
+    finally:
+        meter.stopped.set()
+        server.stop(grace_period=0.5)
+        _close_discovery(server)
 
 
 def test_unknown_feature_or_command_is_invalid_input(ph_meter: tuple[PhMeter, int]) -> None:

@@ -367,3 +367,29 @@ def test_inventory_counts_overlapping_windows_once_and_only_operations_sent(
     [row] = [r for r in platform.stations.inventory(now - 24 * hours, now) if r.name == "busy"]
     assert row.uptime == pytest.approx(1 - 9 / 24, abs=0.01)
     assert row.operations == 1  # the running one; the one aborted in the queue never ran
+
+
+def test_abort_tells_a_sila_server_directly_when_no_process_follows_it(
+    platform: Platform,
+) -> None:
+    from genesis_platform.labs.sila import SilaStation
+    from tests.unit.labs.backend_sila import serve
+
+    with serve("electrolyte", latency_s=30.0, slots=1) as server:
+        platform.stations.add("remote", "sila2", {"port": server.port})
+        elsewhere = SilaStation("elsewhere", host=server.host, port=server.port)  # not Genesis's
+        try:
+            running = elsewhere.run(Operation("long", POINT))
+            deadline = time.monotonic() + 10
+            while server.station.status().busy_slots == 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert platform.stations.abort("remote", wait_s=0.2)
+            with pytest.raises(StationError):
+                running.result(timeout=10)
+            deadline = time.monotonic() + 10
+            while server.station.status().busy_slots:
+                assert time.monotonic() < deadline, "the server still runs the operation"
+                time.sleep(0.05)
+        finally:
+            elsewhere.close()
