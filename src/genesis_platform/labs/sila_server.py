@@ -74,7 +74,13 @@ from sila2.server import (
 )
 
 from genesis_platform.errors import InvalidInput, OperationFailed, StationError
-from genesis_platform.labs.protocols import Measurement, Operation, Station, StationInfo
+from genesis_platform.labs.protocols import (
+    Cancellable,
+    Measurement,
+    Operation,
+    Station,
+    StationInfo,
+)
 from genesis_platform.labs.sila import (
     OPERATION_ID,
     ORIGINATOR,
@@ -501,6 +507,7 @@ class _Execution:
     """One RunOperation command in flight and the station operation it waits for."""
 
     future: Future[Measurement]
+    op_id: str = ""
     wake: threading.Event = field(default_factory=threading.Event)
     cancelled: bool = False
 
@@ -514,8 +521,8 @@ class _Executions:
         self._running: dict[UUID, _Execution] = {}
         self.stopping = False
 
-    def add(self, execution_uuid: UUID, future: Future[Measurement]) -> _Execution:
-        execution = _Execution(future)
+    def add(self, execution_uuid: UUID, future: Future[Measurement], op_id: str) -> _Execution:
+        execution = _Execution(future, op_id)
         with self._lock:
             self._running[execution_uuid] = execution
         future.add_done_callback(lambda _: self._done(execution_uuid, execution))
@@ -531,8 +538,9 @@ class _Executions:
         """Cancel one command; False when none with that UUID is in flight.
 
         Its operation stops too unless another command (same OperationId) still waits for
-        it: at once when it is queued in the station, and by aborting the station once every
-        operation running there is cancelled.
+        it: at once when it is queued in the station; when it runs, through the station's
+        ``cancel(op_id)`` where it has one (others run on), else by aborting the station once
+        every operation running there is cancelled.
         """
         with self._lock:
             execution = self._running.get(execution_uuid)
@@ -544,8 +552,10 @@ class _Executions:
             everything = all(e.cancelled for e in live)
         if not shared:
             execution.future.cancel()  # still queued in the station: it never runs
-            if everything and not execution.future.done():
-                self._station.abort()  # the protocol aborts all running operations or none
+            if not execution.future.done() and isinstance(self._station, Cancellable):
+                self._station.cancel(execution.op_id)
+            elif everything and not execution.future.done():
+                self._station.abort()  # without cancel: all running operations or none
         execution.wake.set()
         return True
 
@@ -591,7 +601,7 @@ class _StationFeature(FeatureImplementationBase):
             future = self._station.run(op)
         except Exception as exc:  # the protocol returns failed futures; be safe anyway
             raise self._error(exc) from exc
-        execution = self._executions.add(instance.execution_uuid, future)
+        execution = self._executions.add(instance.execution_uuid, future, op.id)
         instance.begin_execution()
         start = time.monotonic()
         while not execution.wake.wait(self._interval):
