@@ -1,8 +1,18 @@
-"""genesis station, in-process: registry, safety, windows, inventory, operator commands."""
+"""genesis station, in-process: registry, safety, windows, inventory, operator commands.
+
+Only ``serve-sila``, which serves until Ctrl-C, runs in its own process.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -12,6 +22,7 @@ from genesis_platform.errors import SafetyViolation, StationError
 from genesis_platform.labs.protocols import Operation, StationState
 from genesis_platform.planning.protocols import ParamValue
 from tests.integration.cli import run, run_json
+from tests.unit.labs.backend_sila import require_sila
 
 NAME = "cell"
 BUILTINS = ["electrolyte", "reaction-yield"]
@@ -129,6 +140,13 @@ def test_reserve_maintenance_windows_unwindow(capsys: pytest.CaptureFixture[str]
         (["--project", "p", "--start", "now", "--end", "later"], "--end"),
         (["--project", "p", "--start", "now", "--end", "2020-01-01T00:00+00:00"], "ends_at"),
         (["--project", "", "--start", "now", "--end", "1h"], "project"),
+        (["--project", "p", "--start", "now", "--end", "99999999999d"], "--end"),
+        (["--project", "p", "--start", "now", "--end", "36501d"], "--end"),
+        (["--project", "p", "--start", "now", "--end", "\u00b2h"], "--end"),  # a digit, not 0-9
+        (["--project", "p", "--start", "now", "--end", "9999-12-31T23:59-05:00"], "--end"),
+        (["--project", "p", "--start", "9999-12-31T23:00+00:00", "--end", "2h"], "--start"),
+        (["--project", "p", "--start", "9999-12-31T23:00-05:00", "--end", "1s"], "--start"),
+        (["--project", "p", "--start", "0001-01-01T00:00+05:00", "--end", "1h"], "--start"),
     ],
 )
 def test_bad_reservations_exit_2_naming_the_field(
@@ -139,6 +157,40 @@ def test_bad_reservations_exit_2_naming_the_field(
     assert code == 2
     assert f"error: {words}" in err
     assert run_json(capsys, "station", "windows", NAME) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--end", "99999999999d"], "--end: '99999999999d' is longer than 36500 days"),
+        (["--end", "1e400h"], "--end: '1e400h' is not an ISO time"),
+        (["--end", "9999-12-31T23:59+00:00"], "--end: '9999-12-31T23:59+00:00' is more than"),
+        (["--start", "9999-12-31T23:00+00:00", "--end", "2h"], "--start: '9999-12-31T23:00+00"),
+        (["--start", "0001-01-01T00:00+00:00", "--end", "1h"], "--start: '0001-01-01T00:00+00"),
+    ],
+)
+def test_bad_maintenance_exits_2_naming_the_field(
+    capsys: pytest.CaptureFixture[str], argv: list[str], words: str
+) -> None:
+    add(capsys)
+    code, out, err = run(capsys, "station", "maintenance", NAME, *argv)
+    assert code == 2
+    assert f"error: {words}" in err
+    assert out == ""
+    assert run_json(capsys, "station", "windows", NAME) == []
+
+
+def test_a_window_may_last_a_century_written_as_a_duration(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    add(capsys)
+    code, _, err = run(capsys, "station", "maintenance", NAME, "--end", "36500d")
+    assert code == 0, err
+    [window] = run_json(capsys, "station", "windows", NAME)
+    span = dt.datetime.fromisoformat(window["ends_at"]) - dt.datetime.fromisoformat(
+        window["starts_at"]
+    )
+    assert span == dt.timedelta(days=36500)
 
 
 def test_status_says_maintenance_during_a_maintenance_window(
@@ -191,6 +243,21 @@ def test_inventory_lists_every_station(capsys: pytest.CaptureFixture[str]) -> No
     assert recent[NAME]["uptime"] == 1.0
     code, out, _ = run(capsys, "station", "inventory")
     assert code == 0 and "lab readiness, last 30 days" in out
+
+
+@pytest.mark.parametrize("days", ["-1", "0", "nan", "inf", "-inf", "1e12", "36501"])
+def test_inventory_refuses_a_period_that_is_not_a_positive_number_of_days(
+    capsys: pytest.CaptureFixture[str], days: str
+) -> None:
+    code, out, err = run(capsys, "station", "inventory", "--days", days, "--json")
+    assert code == 2
+    assert out == ""
+    assert "error: --days: must be a number of days > 0 and <= 36500" in err
+
+
+def test_inventory_over_a_century(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = run_json(capsys, "station", "inventory", "--days", "36500")
+    assert [r["name"] for r in rows] == BUILTINS
 
 
 def test_operations_and_usage_are_recorded(
@@ -250,17 +317,17 @@ def test_refill_from_the_cli_reaches_the_process_that_has_it_open(
     handle.run(Operation("op-1", POINT)).result(timeout=10)
     status = platform.stations.status(NAME)
     assert status.state == StationState.ERROR and "refill" in status.reason
-    empty = handle.run(Operation("op-2", POINT)).exception(timeout=10)
-    assert isinstance(empty, StationError)
+    held = handle.run(Operation("op-2", POINT))  # waits for the refill, does not fail
+    time.sleep(0.3)
+    assert not held.done()
+    assert platform.stations.status(NAME).queue_length == 1
 
     code, out, err = run(capsys, "station", "refill", NAME)  # another platform, as a shell
     assert code == 0, err
     assert f"{NAME}: refilled" in out
-    status = platform.stations.status(NAME)
-    assert status.state == StationState.IDLE and dict(status.consumables) == {"reagent": 1.0}
-    assert handle.run(Operation("op-3", POINT)).result(timeout=10).operation_id == "op-3"
+    assert held.result(timeout=10).operation_id == "op-2"  # and it empties the reservoir again
     ops = {o["operation_id"]: o["state"] for o in run_json(capsys, "station", "operations")}
-    assert ops == {"op-1": "completed", "op-2": "failed", "op-3": "completed"}
+    assert ops == {"op-1": "completed", "op-2": "completed"}
 
 
 def test_abort_when_no_process_has_the_station_open(capsys: pytest.CaptureFixture[str]) -> None:
@@ -323,6 +390,17 @@ SIMULATED = ["--driver", "simulated", "-o", "emulator=electrolyte"]
             "safety.interlocks[0]",
         ),
         (["x", *SIMULATED, "--timeout", "0"], "safety.timeout_s"),
+        (["x", *SIMULATED, "--limit", "solvent=20:60"], "safety.limits.solvent: a range"),
+        (["x", *SIMULATED, "--limit", "temperature_c=40"], "safety.limits.temperature_c: allowed"),
+        (["x", *SIMULATED, "--limit", "solvent=EC-DMC,DMC"], "safety.limits.solvent: 'DMC'"),
+        (
+            ["x", *SIMULATED, "--interlock", "temperature_c <= 40 if solvent == DMC"],
+            "safety.interlocks[0]: 'DMC' is not a value of 'solvent'",
+        ),
+        (
+            ["x", *SIMULATED, "--interlock", "salt_molality <= 2 if temperature_c == 30"],
+            "safety.interlocks[0]: 'temperature_c' is of type 'int', not a choice",
+        ),
         (["Bad Name", *SIMULATED], "name"),
         (["electrolyte", "--driver", "simulated"], "name: 'electrolyte' is a built-in station"),
     ],
@@ -352,3 +430,53 @@ def test_add_refuses_a_drift_the_station_cannot_open_with(
     code, _, err = run(capsys, "station", "add", "x", *SIMULATED, "-o", "drift_per_hour=2e6")
     assert code == 2 and "drift_per_hour" in err
     assert names(capsys) == BUILTINS
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--latency", "-1"], "error: --latency: must be a number of seconds >= 0, got -1"),
+        (["--latency", "nan"], "error: --latency: must be a number of seconds >= 0, got nan"),
+        (["--latency", "inf"], "error: --latency: must be a number of seconds >= 0, got inf"),
+        (["--host", " "], "error: --host: is empty"),
+        (["--emulator", "nope"], "error: --emulator: no emulator 'nope'"),
+        (["--port", "65536"], "'--port'"),  # Typer's range check
+    ],
+)
+def test_bad_serve_sila_options_print_only_the_error(
+    capsys: pytest.CaptureFixture[str], argv: list[str], words: str
+) -> None:
+    code, out, err = run(capsys, "station", "serve-sila", "--emulator", "electrolyte", *argv)
+    assert code == 2
+    assert out == ""  # no banner announcing a server that never ran
+    assert words in err
+
+
+def test_serve_sila_on_port_0_announces_the_port_once_it_listens() -> None:
+    require_sila()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "genesis_platform.cli", "station", "serve-sila",
+         "--emulator", "electrolyte", "--port", "0", "--latency", "0"],
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        assert select.select([server.stdout], [], [], 30)[0], "no banner within 30 s"
+        banner = server.stdout.readline()
+        found = re.search(r"on 127\.0\.0\.1:(\d+) \(insecure\); Ctrl-C stops it", banner)
+        assert found, banner
+        port = int(found[1])
+        assert port > 0
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) == 0  # it listens when it says so
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            code = server.wait(timeout=20)
+        finally:
+            server.kill()
+            _, err = server.communicate()
+    assert code == 0, err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 from dataclasses import asdict
 from typing import Any
 
@@ -254,6 +256,12 @@ def inventory(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Lab readiness: every station's protocol, capabilities, safety, use and faults."""
+    if not (math.isfinite(days) and 0 < days <= _LONGEST_DAYS):
+        raise InvalidInput(
+            "--days",
+            f"must be a number of days > 0 and <= {_LONGEST_DAYS:g}, got {days:g}",
+            "e.g. --days 30",
+        )
     until = dt.datetime.now(dt.UTC)
     with open_platform() as p, console.status("describing the stations ..."):
         rows = p.stations.inventory(until - dt.timedelta(days=days), until)
@@ -281,7 +289,9 @@ def inventory(
 @app.command("serve-sila")
 def serve_sila(
     emulator: str = typer.Option(..., "--emulator", help=f"One of {', '.join(sorted(EMULATORS))}."),
-    port: int = typer.Option(50052, "--port", min=1, max=65535),
+    port: int = typer.Option(
+        50052, "--port", min=0, max=65535, help="0: a free one (the first line says which)."
+    ),
     host: str = typer.Option("127.0.0.1", "--host"),
     latency_s: float = typer.Option(0.5, "--latency", help="Mean operation time, s."),
     seed: int = typer.Option(0, "--seed", min=0),
@@ -291,14 +301,25 @@ def serve_sila(
         raise InvalidInput(
             "--emulator", f"no emulator {emulator!r}", f"use one of {sorted(EMULATORS)}"
         )
-    from genesis_platform.labs.sila_server import run_sila_server
+    if not host.strip():
+        raise InvalidInput("--host", "is empty", "e.g. --host 127.0.0.1")
+    if not (math.isfinite(latency_s) and latency_s >= 0):
+        raise InvalidInput(
+            "--latency",
+            f"must be a number of seconds >= 0, got {latency_s:g}",
+            "e.g. --latency 0.5",
+        )
+    from genesis_platform.labs.sila_server import SilaStationServer, run_sila_server
 
-    console.print(
-        f"SiLA 2 server for {emulator} on {host}:{port} (insecure); Ctrl-C stops it",
-        highlight=False,
-        markup=False,
-    )
-    run_sila_server(emulator, host=host, port=port, latency_s=latency_s, seed=seed)
+    def listening(server: SilaStationServer) -> None:
+        # Only once it listens: a taken port or a bad host prints the error alone.
+        console.print(
+            f"SiLA 2 server for {emulator} on {host}:{server.port} (insecure); Ctrl-C stops it",
+            highlight=False,
+            markup=False,
+        )
+
+    run_sila_server(emulator, host=host, port=port, latency_s=latency_s, seed=seed, ready=listening)
 
 
 def _limits(pairs: list[str]) -> dict[str, str]:
@@ -363,7 +384,19 @@ def _inventory_cells(row: InventoryRow) -> tuple[Any, ...]:
     )
 
 
+_LONGEST_DAYS = 36500.0
+"""A century: the longest inventory period, window, and distance of a window from now."""
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd])", re.ASCII)
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
 def _time(text: str, field: str) -> dt.datetime:
+    """``now`` or an ISO time (UTC when it names no zone), within a century of now.
+
+    Raises:
+        InvalidInput: on ``field``.
+    """
     if text == "now":
         return dt.datetime.now(dt.UTC)
     try:
@@ -372,11 +405,37 @@ def _time(text: str, field: str) -> dt.datetime:
         raise InvalidInput(
             field, f"{text!r} is not an ISO time", "e.g. 2026-12-01T09:00+00:00"
         ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    value = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    return _near(value, text, field)
 
 
 def _end(starts_at: dt.datetime, text: str) -> dt.datetime:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
-        return starts_at + dt.timedelta(seconds=float(text[:-1]) * units[text[-1]])
-    return _time(text, "--end")
+    """``--end``: an ISO time, or a duration from ``starts_at`` (``90m``, ``2h``, ``1.5d``).
+
+    Raises:
+        InvalidInput: on ``--end``.
+    """
+    duration = _DURATION.fullmatch(text)
+    if duration is None:
+        return _time(text, "--end")
+    seconds = float(duration[1]) * _UNIT_S[duration[2]]
+    if seconds > _LONGEST_DAYS * 86400:
+        raise InvalidInput(
+            "--end", f"{text!r} is longer than {_LONGEST_DAYS:g} days", "give a shorter window"
+        )
+    return _near(starts_at + dt.timedelta(seconds=seconds), text, "--end")
+
+
+def _near(value: dt.datetime, text: str, field: str) -> dt.datetime:
+    """``value``, unless it is more than a century from now (or cannot be put in UTC)."""
+    try:
+        distance = abs(value.astimezone(dt.UTC) - dt.datetime.now(dt.UTC))
+    except OverflowError:  # e.g. 0001-01-01T00:00+05:00 is before year 1 in UTC
+        distance = dt.timedelta.max
+    if distance > dt.timedelta(days=_LONGEST_DAYS):
+        raise InvalidInput(
+            field,
+            f"{text!r} is more than {_LONGEST_DAYS:g} days from now",
+            "give a time within a century of now",
+        )
+    return value

@@ -162,6 +162,11 @@ class SafetyPolicy:
     ) -> SafetyPolicy:
         """Read ``{"limits": {name: "LOW:HIGH" | "A,B"}, "interlocks": [...], "timeout_s"}``.
 
+        A range limit needs a numeric (``real``/``int``) parameter, a set of allowed values
+        a categorical one (for a ``choice``, among its ``values``); an interlock's guard
+        must name ``choice`` parameters and some of their ``values``. With no schema (the
+        station could not be described) every limit and interlock is refused.
+
         Args:
             config: The stored form (:meth:`to_config`).
             parameters: The station's parameter schema (names limits and interlocks may use).
@@ -180,18 +185,14 @@ class SafetyPolicy:
             where = f"safety.limits.{name}"
             if name not in parameters:
                 raise InvalidInput(where, "no such parameter", f"use one of {sorted(parameters)}")
-            limits[name] = Limit.parse(str(text), where)
-        numeric = [n for n, p in parameters.items() if p.get("type") in ("real", "int")]
+            limits[name] = _fitting(Limit.parse(str(text), where), parameters[name], where)
+        numeric = [n for n, p in parameters.items() if p.get("type") in _NUMERIC]
         interlocks = tuple(
             Interlock.parse(text, numeric, f"safety.interlocks[{i}]")
             for i, text in enumerate(config.get("interlocks") or ())
         )
         for i, interlock in enumerate(interlocks):
-            for name in interlock.when:
-                if name not in parameters:
-                    raise InvalidInput(
-                        f"safety.interlocks[{i}]", f"no parameter {name!r}", "check the name"
-                    )
+            _check_guard(interlock, parameters, f"safety.interlocks[{i}]")
         timeout = config.get("timeout_s")
         if timeout is not None and (
             isinstance(timeout, bool)
@@ -227,13 +228,20 @@ class SafetyPolicy:
     def check(self, station: str, params: Mapping[str, ParamValue]) -> None:
         """Refuse ``params`` if they break a limit or an interlock.
 
+        A limited parameter missing from ``params`` is refused: its limit cannot be judged
+        (as for an interlock).
+
         Raises:
             SafetyViolation: naming ``op.params.<name>`` (a limit) or ``op.params`` (an
                 interlock), the value and the rule.
         """
         for name, limit in self.limits.items():
             if name not in params:
-                continue
+                raise SafetyViolation(
+                    f"op.params.{name}",
+                    f"{name} is missing, and station '{station}' limits it to {limit.to_text()}",
+                    "the operation was not sent; give every limited parameter a value",
+                )
             problem = limit.violation(params[name])
             if problem is not None:
                 raise SafetyViolation(
@@ -251,6 +259,7 @@ class SafetyPolicy:
 
 
 _FIX = 'write e.g. "T <= 60" or "T <= 60 if solvent == DMC"'
+_NUMERIC = ("real", "int")
 _LONGEST_TIMEOUT_S = 365 * 86400.0
 """A year: longer timeouts mean none (and overflow the timer)."""
 
@@ -258,6 +267,51 @@ _LONGEST_TIMEOUT_S = 365 * 86400.0
 def _number(value: float) -> str:
     """``value`` written exactly (``repr``), without a ``.0`` for whole numbers."""
     return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def _fitting(limit: Limit, schema: Mapping[str, Any], where: str) -> Limit:
+    """``limit``, if its kind fits the parameter's ``schema``; else InvalidInput on ``where``."""
+    kind = schema.get("type")
+    if not limit.allowed:
+        if kind not in _NUMERIC:
+            problem = f"a range LOW:HIGH limits a number; this parameter is of type {kind!r}"
+            raise InvalidInput(where, problem, "list the allowed values: VALUE,VALUE,...")
+        return limit
+    if kind in _NUMERIC:
+        problem = f"allowed values limit a choice; this parameter is of type {kind!r}"
+        raise InvalidInput(where, problem, "write a range LOW:HIGH, e.g. 20:60 or :60")
+    if kind == "choice":
+        unknown = [value for value in limit.allowed if value not in _choices(schema)]
+        if unknown:
+            raise InvalidInput(
+                where, f"{unknown[0]!r} is not one of its values", f"use {_choices(schema)}"
+            )
+    return limit
+
+
+def _check_guard(
+    interlock: Interlock, parameters: Mapping[str, Mapping[str, Any]], where: str
+) -> None:
+    """InvalidInput on ``where`` unless the guard names choices and some of their values."""
+    for name, values in interlock.when.items():
+        if name not in parameters:
+            raise InvalidInput(where, f"no parameter {name!r}", "check the name")
+        kind = parameters[name].get("type")
+        if kind != "choice":
+            fix = "guard on a choice parameter; put conditions on numbers before ' if '"
+            raise InvalidInput(where, f"{name!r} is of type {kind!r}, not a choice", fix)
+        unknown = [value for value in values if value not in _choices(parameters[name])]
+        if unknown:
+            raise InvalidInput(
+                where,
+                f"{unknown[0]!r} is not a value of {name!r}",
+                f"use {_choices(parameters[name])}",
+            )
+
+
+def _choices(schema: Mapping[str, Any]) -> list[str]:
+    """A choice parameter's values as texts (how limits and guards compare them)."""
+    return [str(value) for value in schema.get("values") or ()]
 
 
 def _bound(text: str, where: str) -> float | None:

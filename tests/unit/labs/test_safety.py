@@ -266,6 +266,104 @@ def test_from_config_errors_name_the_field(config: dict[str, Any], field: str) -
     assert str(info.value).startswith(f"{field}: ")
 
 
+@pytest.mark.parametrize(
+    ("config", "field", "words"),
+    [
+        (
+            {"limits": {"solvent": "20:60"}},
+            "safety.limits.solvent",
+            "a range LOW:HIGH limits a number",
+        ),
+        (
+            {"limits": {"solvent": ":60"}},
+            "safety.limits.solvent",
+            "this parameter is of type 'choice'",
+        ),
+        (
+            {"limits": {"temperature_c": "20,60"}},
+            "safety.limits.temperature_c",
+            "allowed values limit a choice; this parameter is of type 'int'",
+        ),
+        ({"limits": {"temperature_c": "40"}}, "safety.limits.temperature_c", "of type 'int'"),
+        ({"limits": {"salt_molality": "1.5"}}, "safety.limits.salt_molality", "of type 'real'"),
+        (
+            {"limits": {"solvent": "EC-DMC,DMC"}},
+            "safety.limits.solvent",
+            "'DMC' is not one of its values",
+        ),
+        ({"limits": {"solvent": "pc"}}, "safety.limits.solvent", "'pc' is not one of its values"),
+        (
+            {"interlocks": ["temperature_c <= 40 if salt_molality == 1"]},
+            "safety.interlocks[0]",
+            "'salt_molality' is of type 'real', not a choice",
+        ),
+        (
+            {"interlocks": ["temperature_c <= 40", "salt_molality <= 2 if temperature_c in (30)"]},
+            "safety.interlocks[1]",
+            "'temperature_c' is of type 'int', not a choice",
+        ),
+        (
+            {"interlocks": ["temperature_c <= 40 if solvent == DMC"]},
+            "safety.interlocks[0]",
+            "'DMC' is not a value of 'solvent'",
+        ),
+        (
+            {"interlocks": ["temperature_c <= 40 if solvent in (PC, water)"]},
+            "safety.interlocks[0]",
+            "'water' is not a value of 'solvent'",
+        ),
+    ],
+)
+def test_from_config_refuses_rules_that_do_not_fit_the_parameter_schema(
+    config: dict[str, Any], field: str, words: str
+) -> None:
+    with pytest.raises(InvalidInput) as info:
+        SafetyPolicy.from_config(config, PARAMETERS)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: ")
+    assert words in info.value.problem
+    assert info.value.fix
+
+
+def test_from_config_fixes_name_what_would_fit() -> None:
+    with pytest.raises(InvalidInput) as info:
+        SafetyPolicy.from_config({"limits": {"solvent": "EC-DMC,DMC"}}, PARAMETERS)
+    assert info.value.fix == "use ['EC-DMC', 'EC-EMC', 'PC']"
+    with pytest.raises(InvalidInput) as info:
+        SafetyPolicy.from_config({"limits": {"temperature_c": "40"}}, PARAMETERS)
+    assert "LOW:HIGH" in info.value.fix
+    with pytest.raises(InvalidInput) as info:
+        SafetyPolicy.from_config({"interlocks": ["temperature_c <= 9 if solvent == X"]}, PARAMETERS)
+    assert info.value.fix == "use ['EC-DMC', 'EC-EMC', 'PC']"
+
+
+def test_from_config_compares_a_numeric_choice_as_text_like_check_does() -> None:
+    parameters: dict[str, dict[str, Any]] = {
+        "T": {"type": "real", "low": 0, "high": 9},
+        "rpm": {"type": "choice", "values": [100, 200]},
+    }
+    policy = SafetyPolicy.from_config(
+        {"limits": {"rpm": "100"}, "interlocks": ["T <= 5 if rpm == 200"]}, parameters
+    )
+    policy.check("cell", {"T": 9, "rpm": 100})
+    with pytest.raises(SafetyViolation):
+        policy.check("cell", {"T": 1, "rpm": 200})
+    with pytest.raises(InvalidInput) as info:
+        SafetyPolicy.from_config({"limits": {"rpm": "100.0"}}, parameters)
+    assert info.value.field == "safety.limits.rpm"
+
+
+def test_from_config_without_a_schema_accepts_only_an_empty_policy() -> None:
+    # a station that could not be described: nothing to check rules against
+    assert SafetyPolicy.from_config({"timeout_s": 5}, {}) == SafetyPolicy(timeout_s=5.0)
+    with pytest.raises(InvalidInput) as info:
+        SafetyPolicy.from_config({"limits": {"solvent": "PC"}}, {})
+    assert (info.value.field, info.value.problem) == ("safety.limits.solvent", "no such parameter")
+    with pytest.raises(InvalidInput) as info:
+        SafetyPolicy.from_config({"interlocks": ["temperature_c <= 40"]}, {})
+    assert info.value.field == "safety.interlocks[0]"
+
+
 def test_from_config_names_the_parameters_a_limit_may_use() -> None:
     with pytest.raises(InvalidInput) as info:
         SafetyPolicy.from_config({"limits": {"T": "20:60"}}, PARAMETERS)
@@ -357,9 +455,35 @@ def test_check_reports_a_broken_limit_before_a_broken_interlock() -> None:
     assert info.value.field == "op.params.temperature_c"
 
 
-def test_check_skips_limits_on_parameters_absent_but_interlocks_refuse_them() -> None:
-    limits_only = SafetyPolicy.from_config({"limits": {"temperature_c": "20:60"}}, PARAMETERS)
-    limits_only.check("cell", {"solvent": "PC"})
+@pytest.mark.parametrize(
+    ("limits", "params", "field"),
+    [
+        ({"temperature_c": "20:60"}, {"solvent": "PC"}, "op.params.temperature_c"),
+        ({"temperature_c": "20:"}, {"salt_molality": 1.0}, "op.params.temperature_c"),
+        ({"solvent": "PC"}, {"temperature_c": 30}, "op.params.solvent"),
+        ({"salt_molality": ":2", "solvent": "PC"}, {"salt_molality": 1.0}, "op.params.solvent"),
+    ],
+)
+def test_check_refuses_an_operation_without_a_limited_parameter(
+    limits: dict[str, str], params: dict[str, Any], field: str
+) -> None:
+    policy = SafetyPolicy.from_config({"limits": limits}, PARAMETERS)
     with pytest.raises(SafetyViolation) as info:
-        SafetyPolicy.from_config(CONFIG, PARAMETERS).check("cell", {"solvent": "PC"})
+        policy.check("cell-1", params)
+    name = field.rsplit(".", 1)[1]
+    assert info.value.field == field
+    assert f"{name} is missing" in info.value.problem
+    assert f"station 'cell-1' limits it to {limits[name]}" in info.value.problem
+    assert "not sent" in info.value.fix
+
+
+def test_check_lets_through_an_operation_without_an_unlimited_parameter() -> None:
+    policy = SafetyPolicy.from_config({"limits": {"temperature_c": "20:60"}}, PARAMETERS)
+    policy.check("cell", {"temperature_c": 30})
+
+
+def test_interlocks_refuse_an_operation_without_their_parameters() -> None:
+    policy = SafetyPolicy.from_config({"interlocks": CONFIG["interlocks"]}, PARAMETERS)
+    with pytest.raises(SafetyViolation) as info:
+        policy.check("cell", {"solvent": "PC"})
     assert info.value.field == "op.params"
