@@ -12,6 +12,7 @@ from genesis_platform.compute.tasks import TaskService
 from genesis_platform.config import Settings
 from genesis_platform.data.service import DatasetService
 from genesis_platform.governance import Principal, ServiceContext
+from genesis_platform.governance.service import AuditService
 from genesis_platform.labs.service import StationService
 from genesis_platform.modelhub.service import ModelService
 from genesis_platform.provenance.service import LineageService
@@ -30,6 +31,7 @@ class Platform:
         models: Versioned models.
         campaigns: Closed-loop campaigns.
         stations: Lab stations.
+        audit: The audit log (list, verify).
         sites: Compute sites.
         tasks: Tasks on compute sites, and their records.
         lineage: Provenance queries.
@@ -56,6 +58,7 @@ class Platform:
             self._ctx, self.datasets, self.models, self.tasks, self.stations
         )
         self.lineage = LineageService(self._ctx)
+        self.audit = AuditService(self._ctx)
 
     @classmethod
     def open(

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AuditHead",
     "AuditRecord",
     "Base",
     "Campaign",
@@ -86,7 +87,11 @@ class Base(DeclarativeBase):
 
 
 class AuditRecord(Base):
-    """One authorization decision or mutation, appended and never changed."""
+    """One authorization decision or mutation, appended and never changed.
+
+    Records form a hash chain: ``hash`` covers the record's content and ``prev_hash``, the
+    hash of the record before it (:mod:`genesis_platform.governance.audit`).
+    """
 
     __tablename__ = "audit_records"
 
@@ -98,6 +103,24 @@ class AuditRecord(Base):
     resource_id: Mapped[str] = mapped_column(String(400))
     decision: Mapped[str] = mapped_column(String(10))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    policies: Mapped[list[Any]] = mapped_column(default=list)
+    prev_hash: Mapped[str] = mapped_column(String(64), default="")
+    hash: Mapped[str] = mapped_column(String(64), default="")
+
+
+class AuditHead(Base):
+    """The end of the audit chain: the newest record's id and hash, and how many there are.
+
+    Every append updates this one row in the appending transaction, which also serializes
+    appenders (a row lock on PostgreSQL; SQLite's write lock already does).
+    """
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64), default="")
+    count: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Dataset(Base):

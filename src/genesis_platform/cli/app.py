@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from genesis_platform import __version__
-from genesis_platform.cli import campaign, data, lineage, model, site, station, task
+from genesis_platform.cli import audit, campaign, data, lineage, model, site, station, task
 from genesis_platform.cli._common import err_console, exit_code
 from genesis_platform.errors import GenesisError
 
@@ -24,6 +24,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(audit.app, name="audit")
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(data.app, name="data")
 app.add_typer(model.app, name="model")

@@ -60,5 +60,6 @@ def authorize(policy: Policy, principal: Principal, action: Action, resource: Re
             principal=str(principal),
             action=action,
             resource=str(resource),
+            policies=list(decision.policies),
         )
     return decision

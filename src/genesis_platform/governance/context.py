@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from genesis_platform.catalog.database import Database
+from genesis_platform.errors import AccessDenied
 from genesis_platform.governance.audit import AuditLog
 from genesis_platform.governance.authorize import Action, AllowAll, Policy, Resource, authorize
 from genesis_platform.governance.principal import Principal
@@ -34,8 +35,21 @@ class ServiceContext:
     audit: AuditLog = field(default_factory=AuditLog)
 
     def authorize(self, action: Action, resource: Resource) -> None:
-        """Raise AccessDenied unless the principal may do ``action`` on ``resource``."""
-        authorize(self.policy, self.principal, action, resource)
+        """Raise AccessDenied unless the principal may do ``action`` on ``resource``.
+
+        A denial is appended to the audit log (in a transaction of its own) before it is
+        raised: call this outside any writing session.
+        """
+        try:
+            authorize(self.policy, self.principal, action, resource)
+        except AccessDenied as exc:
+            detail = {"reason": str(exc)}
+            policies = tuple(exc.details.get("policies", ()))
+            with self.db.session() as session:
+                self.audit.append(
+                    session, self.principal, action, resource, detail, "deny", policies
+                )
+            raise
 
     @contextmanager
     def reading(self, resource: Resource) -> Iterator[Session]:

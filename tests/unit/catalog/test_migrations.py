@@ -33,3 +33,31 @@ def test_reopening_is_a_no_op(tmp_path: Path) -> None:
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     db.close()
     assert version == head_revision()
+
+
+def test_the_audit_chain_migration_chains_existing_records(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy.orm import Session
+
+    from genesis_platform.catalog.database import _alembic_config
+    from genesis_platform.governance.audit import AuditLog
+
+    db = Database(f"sqlite:///{tmp_path / 'c.sqlite'}", migrate=False)
+    config = _alembic_config()
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0004")  # a catalog from before the chain, with records
+        for i in range(3):
+            connection.execute(
+                text(
+                    "INSERT INTO audit_records (at, principal, action, resource_kind, "
+                    "resource_id, decision, detail) VALUES "
+                    f"('2026-11-0{i + 1} 10:00:00.000000', 'ada@local', 'write', 'dataset', "
+                    f"'d{i}', 'allow', '{{}}')"
+                )
+            )
+    db.migrate()
+    with Session(db.engine) as s:
+        result = AuditLog().verify(s)
+    db.close()
+    assert result.ok and result.records == 3
