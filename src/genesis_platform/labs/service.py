@@ -38,6 +38,7 @@ from genesis_platform.catalog.tables import (
 from genesis_platform.compute.tasks import process_owner
 from genesis_platform.errors import InvalidInput, NotFound, StationError
 from genesis_platform.governance import Resource, ServiceContext
+from genesis_platform.labs._oplog import OperationRecords
 from genesis_platform.labs.drivers import StationConfig, open_driver
 from genesis_platform.labs.emulators import EMULATORS, get_emulator
 from genesis_platform.labs.protocols import (
@@ -215,6 +216,7 @@ class StationService:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
         self._lock = threading.Lock()
+        self._records = OperationRecords(ctx)
         self._open: dict[str, StationScheduler] = {}
         self._private: dict[str, list[StationScheduler]] = {}
         self._seen: dict[str, int] = {}  # station -> newest command id carried out or skipped
@@ -364,7 +366,7 @@ class StationService:
             name,
             station,
             safety=policy,
-            log=_CatalogLog(self._ctx),
+            log=self._records,
             windows=_WindowCache(self, name),
         )
         self._skip_old_commands(name)
@@ -395,7 +397,7 @@ class StationService:
             name,
             station,
             safety=SafetyPolicy.from_config(self.get(name).safety, station.describe().parameters),
-            log=_CatalogLog(self._ctx),
+            log=self._records,
             windows=_WindowCache(self, name),
         )
         self._skip_old_commands(name)
@@ -533,6 +535,7 @@ class StationService:
             query = query.where(StationOperationRow.station == station)
         if project is not None:
             query = query.where(StationOperationRow.project == project)
+        self._records.flush()
         with self._ctx.reading(Resource("station", station or "*")) as s:
             return [_operation(row) for row in s.scalars(query)]
 
@@ -548,6 +551,7 @@ class StationService:
             query = query.where(StationOperationRow.project == project)
         if station is not None:
             query = query.where(StationOperationRow.station == station)
+        self._records.flush()
         with self._ctx.reading(Resource("station", station or "*")) as s:
             return {(p, st): float(total or 0.0) for p, st, total in s.execute(query)}
 
@@ -564,6 +568,7 @@ class StationService:
 
         until = until or utcnow()
         since = since or until - dt.timedelta(days=30)
+        self._records.flush()
         return inventory_rows(self, self._ctx, since, until)
 
     def close(self) -> None:
@@ -578,6 +583,7 @@ class StationService:
                 scheduler.close()
             except Exception:
                 _log.exception("closing station %s failed", scheduler.name)
+        self._records.close()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
         with self._ctx.db.session() as s:
@@ -868,78 +874,6 @@ class _WindowCache:
             self._windows = self._service.windows(self._name)
             self._read_at = time.monotonic()
         return self._windows
-
-
-class _CatalogLog:
-    """Records a scheduler's operations in ``station_operations`` (with audit records)."""
-
-    def __init__(self, ctx: ServiceContext) -> None:
-        self._ctx = ctx
-
-    def queued(self, station: str, op: Operation, project: str, priority: int) -> int:
-        detail = {"operation": op.id, "project": project}
-        with self._ctx.mutation("run", Resource("station", station), detail) as s:
-            row = _new_row(self._ctx, station, op, project, priority, "queued")
-            s.add(row)
-            s.flush()
-            return row.id
-
-    def refused(
-        self, station: str, op: Operation, project: str, priority: int, reason: str
-    ) -> None:
-        detail = {"operation": op.id, "project": project, "refused": reason}
-        with self._ctx.mutation("run", Resource("station", station), detail) as s:
-            row = _new_row(self._ctx, station, op, project, priority, "refused")
-            row.error = reason
-            row.finished_at = utcnow()
-            s.add(row)
-
-    def started(self, record_id: int) -> None:
-        with self._ctx.db.session() as s:
-            s.execute(
-                update(StationOperationRow)
-                .where(StationOperationRow.id == record_id)
-                .values(state="running", started_at=utcnow())
-            )
-
-    def finished(
-        self,
-        record_id: int,
-        state: str,
-        *,
-        seconds: float,
-        measurement: Measurement | None = None,
-        error: str = "",
-    ) -> None:
-        values: dict[str, Any] = {
-            "state": state,
-            "finished_at": utcnow(),
-            "instrument_seconds": seconds,
-            "error": error,
-        }
-        if measurement is not None:
-            values["values"] = {k: float(v) for k, v in measurement.values.items()}
-            values["external_id"] = measurement.external_id
-        with self._ctx.db.session() as s:
-            s.execute(
-                update(StationOperationRow)
-                .where(StationOperationRow.id == record_id)
-                .values(**values)
-            )
-
-
-def _new_row(
-    ctx: ServiceContext, station: str, op: Operation, project: str, priority: int, state: str
-) -> StationOperationRow:
-    return StationOperationRow(
-        station=station,
-        operation_id=op.id,
-        project=project,
-        priority=priority,
-        params=dict(op.params),
-        state=state,
-        submitted_by=str(ctx.principal),
-    )
 
 
 def _builtins() -> builtins.list[StationRecord]:
