@@ -129,6 +129,8 @@ class AuditLog:
         """Append ``entries`` to the chain in ``session``'s transaction."""
         if not entries:
             return
+        if isinstance(session, Session):  # Core statements: the ORM's handling is not needed
+            session = session.connection()
         head = _head(session)
         last_id, last_hash, count = head
         rows = []

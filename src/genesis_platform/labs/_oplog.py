@@ -1,11 +1,11 @@
 """Station operation records, written by one thread in batches.
 
 A station's scheduler records each operation three times: queued, handed to the driver,
-ended. Writing each in its own transaction on the caller's thread put two commits on the
-path of every operation. Here the first two are queued for a writer thread, which writes
-everything pending in one transaction (with the audit records of new operations); the end
-of an operation, and a refusal, wait until written, so whoever learns the outcome can read
-it in the catalog.
+ended. Writing each in its own transaction on the caller's thread put three commits on
+the path of every operation. Here the first two are queued for a writer thread, which
+writes everything pending in one transaction (with the audit records of new operations);
+the end of an operation is written on the thread that learns it, and a refusal waits for
+the writer, so whoever learns the outcome can read it in the catalog.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -32,9 +33,14 @@ _OPS = cast(Table, StationOperationRow.__table__)
 
 @dataclass
 class _Write:
-    apply: Callable[[Connection], object]
-    audit: AuditEntry | None = None
+    apply: Callable[[Connection], AuditEntry | None]
+    urgent: bool = False
     done: threading.Event = field(default_factory=threading.Event)
+
+
+_GATHER_S = 0.05
+"""How long a new operation's record may wait for others (and for its own end) to share a
+transaction; an operation that ends sooner is written once, complete."""
 
 
 class OperationRecords:
@@ -43,7 +49,9 @@ class OperationRecords:
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
         self._tokens = itertools.count(1)
-        self._ids: dict[int, int] = {}  # token -> row id (only the writer thread writes it)
+        self._ids: dict[int, int] = {}  # token -> row id (the writer adds, the end removes)
+        self._unwritten: dict[int, tuple[dict[str, Any], AuditEntry]] = {}  # token -> new row
+        self._started: dict[int, Any] = {}  # token -> when it was handed to the driver
         self._pending: list[_Write] = []
         self._cond = threading.Condition()
         self._closed = False
@@ -55,12 +63,21 @@ class OperationRecords:
     def queued(self, station: str, op: Operation, project: str, priority: int) -> int:
         token = next(self._tokens)
         values = self._row(station, op, project, priority, "queued")
-
-        def write(connection: Connection) -> None:
-            self._ids[token] = int(connection.scalar(insert(_OPS).returning(_OPS.c.id), values))
-
         detail = {"operation": op.id, "project": project}
-        self._put(_Write(write, AuditEntry("run", Resource("station", station), detail)))
+        entry = AuditEntry("run", Resource("station", station), detail)
+
+        def write(connection: Connection) -> AuditEntry | None:
+            with self._cond:
+                claimed = self._unwritten.pop(token, None)
+            if claimed is None:
+                return None  # it ended first and was written complete
+            row, audit = claimed
+            self._ids[token] = int(connection.scalar(insert(_OPS).returning(_OPS.c.id), row))
+            return audit
+
+        with self._cond:
+            self._unwritten[token] = (values, entry)
+        self._put(_Write(write))
         return token
 
     def refused(
@@ -70,10 +87,22 @@ class OperationRecords:
         values.update(error=reason, finished_at=utcnow())
         detail = {"operation": op.id, "project": project, "refused": reason}
         entry = AuditEntry("run", Resource("station", station), detail)
-        self._put(_Write(lambda c: c.execute(insert(_OPS), values), entry), wait=True)
+
+        def write(connection: Connection) -> AuditEntry:
+            connection.execute(insert(_OPS), values)
+            return entry
+
+        self._put(_Write(write, urgent=True), wait=True)
 
     def started(self, record_id: int) -> None:
-        self._put(_Write(self._update(record_id, state="running", started_at=utcnow())))
+        values = {"state": "running", "started_at": utcnow()}
+        self._started[record_id] = values["started_at"]
+        with self._cond:
+            unwritten = self._unwritten.get(record_id)
+            if unwritten is not None:
+                unwritten[0].update(values)
+                return
+        self._put(_Write(self._update(record_id, **values)))
 
     def finished(
         self,
@@ -93,13 +122,29 @@ class OperationRecords:
         if measurement is not None:
             values["values"] = {k: float(v) for k, v in measurement.values.items()}
             values["external_id"] = measurement.external_id
-        self._put(_Write(self._update(record_id, **values)), wait=True)
+        started_at = self._started.pop(record_id, None)
+        if started_at is not None:  # the start's own write may still be pending
+            values["started_at"] = started_at
+        with self._cond:
+            unwritten = self._unwritten.pop(record_id, None)
+        # Written on this thread: a hand-off to the writer costs more than the write when the
+        # process is busy (the writer waits for the interpreter lock).
+        if unwritten is not None:  # not written yet: one complete row
+            row, entry = unwritten
+            with self._ctx.db.engine.begin() as connection:
+                connection.execute(insert(_OPS), {**row, **values})
+                self._ctx.audit.append_entries(connection, self._ctx.principal, [entry])
+            return
+        if record_id not in self._ids:
+            self.flush()  # the writer is writing its row right now
+        with self._ctx.db.engine.begin() as connection:
+            self._update(record_id, **values)(connection)
 
     # -- writing ---------------------------------------------------------------------------
 
     def flush(self) -> None:
         """Block until everything recorded so far is written."""
-        self._put(_Write(lambda _: None), wait=True)
+        self._put(_Write(lambda _: None, urgent=True), wait=True)
 
     def close(self) -> None:
         """Write what is pending, then stop the writer."""
@@ -124,12 +169,17 @@ class OperationRecords:
         }
 
     def _update(self, token: int, **values: Any) -> Callable[[Connection], None]:
+        """A change of row ``token``; a start does not overwrite an end written before it."""
+        final = "finished_at" in values
+
         def write(connection: Connection) -> None:
-            row_id = self._ids.pop(token, None) if values.get("finished_at") else None
-            row_id = row_id if row_id is not None else self._ids.get(token)
+            row_id = self._ids.pop(token, None) if final else self._ids.get(token)
             if row_id is None:
-                return  # its insert failed (logged): nothing to change
-            connection.execute(update(_OPS).where(_OPS.c.id == row_id).values(**values))
+                return  # its insert failed (logged), or it has ended: nothing to change
+            statement = update(_OPS).where(_OPS.c.id == row_id)
+            if not final:
+                statement = statement.where(_OPS.c.finished_at.is_(None))
+            connection.execute(statement.values(**values))
 
         return write
 
@@ -148,6 +198,12 @@ class OperationRecords:
             with self._cond:
                 while not (self._pending or self._closed):
                     self._cond.wait()
+                deadline = time.monotonic() + _GATHER_S
+                while not self._closed and not any(w.urgent for w in self._pending):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
                 if self._closed and not self._pending:
                     return
                 batch, self._pending = self._pending, []
@@ -160,7 +216,5 @@ class OperationRecords:
 
     def _write(self, batch: list[_Write]) -> None:
         with self._ctx.db.engine.begin() as connection:
-            for write in batch:
-                write.apply(connection)
-            entries = [w.audit for w in batch if w.audit is not None]
+            entries = [entry for write in batch if (entry := write.apply(connection)) is not None]
             self._ctx.audit.append_entries(connection, self._ctx.principal, entries)
