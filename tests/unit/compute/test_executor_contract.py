@@ -301,8 +301,11 @@ def process_gone(pid: int, timeout: float = 30.0) -> bool:
             os.kill(pid, 0)
         except ProcessLookupError:
             return True
-        stat = Path(f"/proc/{pid}/stat")
-        if stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1]
+        except (FileNotFoundError, ProcessLookupError):  # it ended between the two looks
+            return True
+        if state.startswith("Z"):
             return True  # a zombie has stopped running
         time.sleep(0.05)
     return False
