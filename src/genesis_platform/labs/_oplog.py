@@ -44,10 +44,19 @@ transaction; an operation that ends sooner is written once, complete."""
 
 
 class OperationRecords:
-    """The ``OperationLog`` of every scheduler of one station service."""
+    """The ``OperationLog`` of the schedulers of one station service.
 
-    def __init__(self, ctx: ServiceContext) -> None:
+    Args:
+        ctx: The service's context.
+        ends_wait: Write an operation's end before the scheduler settles its future (so
+            another process reading the catalog sees it). Without it, the end joins the
+            writer's next batch (within ``_GATHER_S``): for a campaign's private station,
+            whose outcome only that campaign awaits.
+    """
+
+    def __init__(self, ctx: ServiceContext, *, ends_wait: bool = True) -> None:
         self._ctx = ctx
+        self._ends_wait = ends_wait
         self._tokens = itertools.count(1)
         self._ids: dict[int, int] = {}  # token -> row id (the writer adds, the end removes)
         self._unwritten: dict[int, tuple[dict[str, Any], AuditEntry]] = {}  # token -> new row
@@ -125,6 +134,15 @@ class OperationRecords:
         started_at = self._started.pop(record_id, None)
         if started_at is not None:  # the start's own write may still be pending
             values["started_at"] = started_at
+        if not self._ends_wait:
+            with self._cond:
+                unwritten = self._unwritten.get(record_id)
+                if unwritten is not None:  # written once, complete, with the next batch
+                    unwritten[0].update(values)
+                    self._started.pop(record_id, None)
+                    return
+            self._put(_Write(self._update(record_id, **values)))
+            return
         with self._cond:
             unwritten = self._unwritten.pop(record_id, None)
         # Written on this thread: a hand-off to the writer costs more than the write when the

@@ -217,6 +217,7 @@ class StationService:
         self._ctx = ctx
         self._lock = threading.Lock()
         self._records = OperationRecords(ctx)
+        self._private_records = OperationRecords(ctx, ends_wait=False)
         self._open: dict[str, StationScheduler] = {}
         self._private: dict[str, list[StationScheduler]] = {}
         self._seen: dict[str, int] = {}  # station -> newest command id carried out or skipped
@@ -397,7 +398,7 @@ class StationService:
             name,
             station,
             safety=SafetyPolicy.from_config(self.get(name).safety, station.describe().parameters),
-            log=self._records,
+            log=self._private_records,
             windows=_WindowCache(self, name),
         )
         self._skip_old_commands(name)
@@ -535,7 +536,7 @@ class StationService:
             query = query.where(StationOperationRow.station == station)
         if project is not None:
             query = query.where(StationOperationRow.project == project)
-        self._records.flush()
+        self._flush_records()
         with self._ctx.reading(Resource("station", station or "*")) as s:
             return [_operation(row) for row in s.scalars(query)]
 
@@ -551,7 +552,7 @@ class StationService:
             query = query.where(StationOperationRow.project == project)
         if station is not None:
             query = query.where(StationOperationRow.station == station)
-        self._records.flush()
+        self._flush_records()
         with self._ctx.reading(Resource("station", station or "*")) as s:
             return {(p, st): float(total or 0.0) for p, st, total in s.execute(query)}
 
@@ -568,7 +569,7 @@ class StationService:
 
         until = until or utcnow()
         since = since or until - dt.timedelta(days=30)
-        self._records.flush()
+        self._flush_records()
         return inventory_rows(self, self._ctx, since, until)
 
     def close(self) -> None:
@@ -584,6 +585,7 @@ class StationService:
             except Exception:
                 _log.exception("closing station %s failed", scheduler.name)
         self._records.close()
+        self._private_records.close()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
         with self._ctx.db.session() as s:
@@ -595,6 +597,11 @@ class StationService:
             )
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _flush_records(self) -> None:
+        """Write the operation records still pending in this process."""
+        self._records.flush()
+        self._private_records.flush()
 
     def _parameters(self, config: StationConfig, needed: bool) -> Mapping[str, Mapping[str, Any]]:
         """The station's parameter schema, for checking its safety policy."""
