@@ -32,7 +32,7 @@ from genesis_platform.errors import InvalidInput, SafetyViolation
 from genesis_platform.planning.constraints import ParameterConstraint, parse_parameter_constraint
 from genesis_platform.planning.protocols import ParamValue
 
-__all__ = ["Interlock", "Limit", "SafetyPolicy"]
+__all__ = ["Interlock", "Limit", "SafetyPolicy", "describe_config"]
 
 
 @dataclass(frozen=True)
@@ -219,11 +219,7 @@ class SafetyPolicy:
 
     def describe(self) -> list[str]:
         """Each declared safety feature in a line, for people (the inventory)."""
-        lines = [f"limit {name} {limit.to_text()}" for name, limit in self.limits.items()]
-        lines += [f"interlock {interlock.text}" for interlock in self.interlocks]
-        if self.timeout_s is not None:
-            lines.append(f"timeout {self.timeout_s:g} s")
-        return lines
+        return describe_config(self.to_config())
 
     def check(self, station: str, params: Mapping[str, ParamValue]) -> None:
         """Refuse ``params`` if they break a limit or an interlock.
@@ -256,6 +252,18 @@ class SafetyPolicy:
                     f"interlock '{interlock.text}' of station '{station}' forbids {dict(params)}",
                     "the operation was not sent; avoid this combination",
                 )
+
+
+def describe_config(config: Mapping[str, Any]) -> list[str]:
+    """A stored policy's safety features, one per line: limits, interlocks, timeout.
+
+    Reads :meth:`SafetyPolicy.to_config`'s form as stored, without the station's parameters.
+    """
+    lines = [f"limit {name} {text}" for name, text in dict(config.get("limits") or {}).items()]
+    lines += [f"interlock {text}" for text in config.get("interlocks") or ()]
+    if config.get("timeout_s") is not None:
+        lines.append(f"timeout {config['timeout_s']:g} s")
+    return lines
 
 
 _FIX = 'write e.g. "T <= 60" or "T <= 60 if solvent == DMC"'

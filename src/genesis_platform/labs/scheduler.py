@@ -121,7 +121,7 @@ class _Request:
     project: str
     priority: int
     seq: int
-    future: CancellableFuture[Measurement]
+    future: CancellableFuture[Measurement] = field(init=False, repr=False)
     record_id: int = 0
     ready: bool = False  # its record is stored; until then it is not scheduled
     started: float = 0.0  # monotonic, once handed to the driver
@@ -227,7 +227,7 @@ class StationScheduler:
             in_flight = self._find(op.id)
             if in_flight is not None:
                 return in_flight.future
-            request = _Request(op, project, priority, next(self._seq), CancellableFuture())
+            request = _Request(op, project, priority, next(self._seq))
             request.future = CancellableFuture(lambda: self._withdraw(request))
             self._queue.append(request)  # reserves the id; scheduled once ready
         try:

@@ -50,7 +50,7 @@ from genesis_platform.labs.protocols import (
     StationState,
     StationStatus,
 )
-from genesis_platform.labs.safety import SafetyPolicy
+from genesis_platform.labs.safety import SafetyPolicy, describe_config
 from genesis_platform.labs.scheduler import StationScheduler, Window, with_windows
 
 __all__ = ["InventoryRow", "OperationInfo", "StationHandle", "StationRecord", "StationService"]
@@ -80,12 +80,7 @@ class StationRecord:
 
     def safety_lines(self) -> list[str]:
         """The declared safety features, one per line: limits, interlocks, timeout."""
-        safety = self.safety
-        lines = [f"limit {k} {v}" for k, v in dict(safety.get("limits") or {}).items()]
-        lines += [f"interlock {text}" for text in safety.get("interlocks") or ()]
-        if safety.get("timeout_s") is not None:
-            lines.append(f"timeout {safety['timeout_s']:g} s")
-        return lines
+        return describe_config(self.safety)
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,6 @@ __all__ = [
     "feature_definition",
     "find_free_port",
     "run_sila_server",
-    "serve_station",
 ]
 
 log = logging.getLogger(__name__)
@@ -923,21 +922,6 @@ def _version() -> str:
     from genesis_platform import __version__
 
     return str(__version__)
-
-
-def serve_station(
-    station: Station, *, host: str = "127.0.0.1", port: int = 0, **options: Any
-) -> SilaStationServer:
-    """Start a :class:`SilaStationServer` for ``station`` and return it (running).
-
-    Args:
-        station: The station to serve.
-        host: Address to listen on.
-        port: Port; 0 picks a free one.
-        **options: Other :class:`SilaStationServer` options (``insecure``, ``cert_file``,
-            ``key_file``, ``expected_duration_s``, ...).
-    """
-    return SilaStationServer(station, host=host, port=port, **options).start()
 
 
 def run_sila_server(
