@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import importlib
 import os
+from typing import NoReturn
 
 import pytest
+
+
+def skip_or_fail(message: str) -> NoReturn:
+    """Skip the test, or fail it under ``CI=true``, where every integration must run.
+
+    Args:
+        message: What is missing and how to get it.
+    """
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def require_extra(extra: str, *modules: str) -> None:
@@ -19,7 +31,4 @@ def require_extra(extra: str, *modules: str) -> None:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            message = f"{module} is not installed ({exc}); pip install -e '.[{extra}]'"
-            if os.environ.get("CI") == "true":
-                pytest.fail(message)
-            pytest.skip(message)
+            skip_or_fail(f"{module} is not installed ({exc}); pip install -e '.[{extra}]'")

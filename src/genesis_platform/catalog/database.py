@@ -4,8 +4,11 @@ Several processes may write one catalog at once (two shells, a campaign and a no
 On SQLite a writing transaction takes the write lock when it begins (``BEGIN IMMEDIATE``), so
 one that reads the latest version number and inserts the next cannot interleave with another;
 read-only sessions (``session(write=False)``) begin deferred and neither wait nor block.
-On PostgreSQL such a pair of transactions can still collide on a unique constraint: the
-service re-runs its transaction with :func:`retry_conflicts`, and sees the other's row.
+PostgreSQL locks rows, not the database: a transaction that reads before it writes locks the
+row its write depends on (``SELECT ... FOR UPDATE``: the audit chain's head, the dataset
+whose next version it numbers), and the others wait for it there. Two transactions that
+insert one new name can still collide on a unique constraint: the service re-runs its
+transaction with :func:`retry_conflicts`, and sees the other's row.
 """
 
 from __future__ import annotations
@@ -21,9 +24,15 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, func, make_url, select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from genesis_platform.errors import CatalogError
@@ -31,6 +40,7 @@ from genesis_platform.errors import CatalogError
 __all__ = ["Database", "head_revision", "retry_conflicts"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 0x67656E65736973  # "genesis": the PostgreSQL advisory lock of migrations
 _READ_ONLY = "genesis_read_only"
 """Execution option of the engine behind read-only sessions (they BEGIN DEFERRED on SQLite)."""
 
@@ -53,7 +63,8 @@ class Database:
             if migrate:
                 _while_locked(self.migrate)
         except SQLAlchemyError as exc:
-            raise CatalogError(f"cannot open the catalog {url}: {_reason(exc)}") from exc
+            where = _without_password(url)
+            raise CatalogError(f"cannot open the catalog {where}: {_reason(exc)}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self._read_engine, expire_on_commit=False)
 
@@ -97,6 +108,11 @@ class Database:
             if MigrationContext.configure(connection).get_current_revision() == head:
                 return
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Processes that open a new catalog at once take turns, and the later ones
+                # find it migrated (Alembic reads the revision after the lock). On SQLite,
+                # BEGIN IMMEDIATE does this. The lock ends with the transaction.
+                connection.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
@@ -158,6 +174,14 @@ def retry_conflicts(transaction: Callable[[], T], *, attempts: int = 5) -> T:
         # Random back-off so the writers that collided do not collide again in step.
         time.sleep(random.uniform(0, 0.005 * 2**attempt))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _without_password(url: str) -> str:
+    """``url`` to show in messages: its password, if any, replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL: it holds no password we could tell apart
+        return url
 
 
 def _reason(exc: SQLAlchemyError) -> str:

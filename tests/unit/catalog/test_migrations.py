@@ -1,16 +1,40 @@
+"""The migrations build the tables from an empty database, and take them down again, on
+every catalog backend."""
+
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import inspect, text
+from sqlalchemy.orm import Session
 
 from genesis_platform.catalog import Database
-from genesis_platform.catalog.database import head_revision
+from genesis_platform.catalog.database import _alembic_config, head_revision
 from genesis_platform.catalog.tables import Base
+from genesis_platform.governance.audit import AuditLog
 
 
-def test_migrations_build_exactly_the_tables(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'c.sqlite'}")
+def _migrate(db: Database, revision: str, *, down: bool = False) -> None:
+    config = _alembic_config()
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+
+def test_migrations_build_exactly_the_tables(empty_catalog_url: str) -> None:
+    db = Database(empty_catalog_url)
+    with db.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    db.close()
+    assert diff == []
+
+
+def test_migrations_downgrade_to_nothing_and_up_again(empty_catalog_url: str) -> None:
+    db = Database(empty_catalog_url)
+    _migrate(db, "base", down=True)
+    assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
+    db.migrate()
     with db.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     db.close()
@@ -18,6 +42,7 @@ def test_migrations_build_exactly_the_tables(tmp_path: Path) -> None:
 
 
 def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: Path) -> None:
+    # SQLite only: these are SQLite's pragmas, set on every connection it opens.
     db = Database(f"sqlite:///{tmp_path / 'c.sqlite'}")
     with db.engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
@@ -25,28 +50,19 @@ def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: Path) -> None:
     db.close()
 
 
-def test_reopening_is_a_no_op(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
-    Database(url).close()
-    db = Database(url)
+def test_reopening_is_a_no_op(empty_catalog_url: str) -> None:
+    Database(empty_catalog_url).close()
+    db = Database(empty_catalog_url)
     with db.engine.connect() as connection:
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     db.close()
     assert version == head_revision()
 
 
-def test_the_audit_chain_migration_chains_existing_records(tmp_path: Path) -> None:
-    from alembic import command
-    from sqlalchemy.orm import Session
-
-    from genesis_platform.catalog.database import _alembic_config
-    from genesis_platform.governance.audit import AuditLog
-
-    db = Database(f"sqlite:///{tmp_path / 'c.sqlite'}", migrate=False)
-    config = _alembic_config()
+def test_the_audit_chain_migration_chains_existing_records(empty_catalog_url: str) -> None:
+    db = Database(empty_catalog_url, migrate=False)
+    _migrate(db, "0004")  # a catalog from before the chain, with records
     with db.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0004")  # a catalog from before the chain, with records
         for i in range(3):
             connection.execute(
                 text(

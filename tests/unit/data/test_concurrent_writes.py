@@ -1,4 +1,5 @@
-"""Several processes writing the same dataset at once, each through its own platform."""
+"""Several processes writing the same dataset at once, each through its own platform, on
+every catalog backend (the processes inherit ``GENESIS_CATALOG_URL`` from ``catalog_env``)."""
 
 from __future__ import annotations
 
@@ -58,7 +59,9 @@ def _run(target: object, home: Path, workers: int) -> list[str]:
     return out
 
 
-def test_concurrent_versions_are_numbered_once_each(genesis_home: Path, tmp_path: Path) -> None:
+def test_concurrent_versions_are_numbered_once_each(
+    genesis_home: Path, tmp_path: Path, catalog_env: str
+) -> None:
     (tmp_path / "seed.csv").write_text("worker,i\n-1,-1\n")
     with Platform.open(genesis_home) as p:
         p.datasets.add("shared", [tmp_path / "seed.csv"])
@@ -75,7 +78,7 @@ def test_concurrent_versions_are_numbered_once_each(genesis_home: Path, tmp_path
             assert f"{row['worker']}-{row['i']}" == v.message
 
 
-def test_concurrent_add_of_one_name_creates_it_once(genesis_home: Path) -> None:
+def test_concurrent_add_of_one_name_creates_it_once(genesis_home: Path, catalog_env: str) -> None:
     Platform.open(genesis_home).close()
     outcomes = _run(_add_fresh, genesis_home, 6)
     taken = "InvalidInput: name: dataset 'fresh' already exists (add a version with add_version)"
@@ -88,43 +91,41 @@ def test_concurrent_add_of_one_name_creates_it_once(genesis_home: Path) -> None:
 
 
 def test_a_version_number_taken_meanwhile_is_retried(
-    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    any_platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "a.csv").write_text("x\n1\n")
-    platform.datasets.add("d", [tmp_path / "a.csv"])
+    any_platform.datasets.add("d", [tmp_path / "a.csv"])
     real = service._next_version
     stale = iter([1, 1])  # twice the number a concurrent writer already took
     monkeypatch.setattr(service, "_next_version", lambda s, i: next(stale, None) or real(s, i))
-    info = platform.datasets.add_version("d", [tmp_path / "a.csv"], message="after retries")
+    info = any_platform.datasets.add_version("d", [tmp_path / "a.csv"], message="after retries")
     assert info.version == 2
-    assert [v.version for v in (platform.datasets.get("d", 1), platform.datasets.get("d"))] == [
-        1,
-        2,
-    ]
+    versions = [any_platform.datasets.get("d", 1), any_platform.datasets.get("d")]
+    assert [v.version for v in versions] == [1, 2]
 
 
 def test_a_name_taken_meanwhile_is_reported_as_taken(
-    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    any_platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "a.csv").write_text("x\n1\n")
-    platform.datasets.add("d", [tmp_path / "a.csv"])
+    any_platform.datasets.add("d", [tmp_path / "a.csv"])
     real = service._dataset_id
     misses = iter([None])  # the first look misses the row another writer just committed
     monkeypatch.setattr(service, "_dataset_id", lambda s, n: next(misses, 0) or real(s, n))
     with pytest.raises(InvalidInput) as info:
-        platform.datasets.add("d", [tmp_path / "a.csv"])
+        any_platform.datasets.add("d", [tmp_path / "a.csv"])
     assert str(info.value) == ("name: dataset 'd' already exists (add a version with add_version)")
 
 
 def test_endless_conflicts_end_in_a_catalog_error_without_sql(
-    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    any_platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "a.csv").write_text("x\n1\n")
-    platform.datasets.add("d", [tmp_path / "a.csv"])
+    any_platform.datasets.add("d", [tmp_path / "a.csv"])
     monkeypatch.setattr(service, "_next_version", lambda s, i: 1)
     with pytest.raises(CatalogError) as info:
-        platform.datasets.add_version("d", [tmp_path / "a.csv"])
+        any_platform.datasets.add_version("d", [tmp_path / "a.csv"])
     message = str(info.value)
     assert "another writer" in message and "try again" in message
     assert "SQL" not in message and "INSERT" not in message
-    assert platform.datasets.list()[0].versions == 1
+    assert any_platform.datasets.list()[0].versions == 1

@@ -5,8 +5,6 @@ Revises: 0004
 Create Date: 2026-11-24
 """
 
-from typing import cast
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -38,12 +36,32 @@ def upgrade() -> None:
 
 def _chain_existing_records() -> None:
     """Hash-chain the records a catalog already has, in id order, and write the head."""
-    from genesis_platform.catalog.tables import AuditHead, AuditRecord
+    from genesis_platform.catalog.tables import UTCDateTime
     from genesis_platform.governance.audit import record_hash
 
     bind = op.get_bind()
-    records = cast(sa.Table, AuditRecord.__table__)
-    head = cast(sa.Table, AuditHead.__table__)
+    # The tables as this revision leaves them (the models' tables may have grown since).
+    records = sa.table(
+        "audit_records",
+        sa.column("id", sa.Integer()),
+        sa.column("at", UTCDateTime()),
+        sa.column("principal", sa.String()),
+        sa.column("action", sa.String()),
+        sa.column("resource_kind", sa.String()),
+        sa.column("resource_id", sa.String()),
+        sa.column("decision", sa.String()),
+        sa.column("detail", sa.JSON()),
+        sa.column("policies", sa.JSON()),
+        sa.column("prev_hash", sa.String()),
+        sa.column("hash", sa.String()),
+    )
+    head = sa.table(
+        "audit_head",
+        sa.column("id", sa.Integer()),
+        sa.column("last_id", sa.Integer()),
+        sa.column("last_hash", sa.String()),
+        sa.column("count", sa.Integer()),
+    )
     previous, last_id, count = "", 0, 0
     for row in bind.execute(sa.select(records).order_by(records.c.id)).mappings():
         digest = record_hash(
