@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from genesis_platform.errors import (
     AccessDenied,
+    AllocationExceeded,
     CampaignError,
     CampaignSpecError,
     CatalogError,
@@ -90,6 +91,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
+    "AllocationExceeded",
     "Budget",
     "Campaign",
     "CampaignError",

@@ -2,13 +2,16 @@
 
 Settings come, in increasing precedence, from defaults, ``$GENESIS_HOME/genesis.toml``
 and the environment (``GENESIS_HOME``, ``GENESIS_CATALOG_URL``, ``GENESIS_OBJECTS_URL``,
-``GENESIS_USER``). The home directory is created on first use.
+``GENESIS_USER``, ``GENESIS_ORG``, ``GENESIS_GOVERNANCE``). The home directory is created on
+first use.
 
 ``genesis.toml``::
 
     catalog_url = "postgresql+psycopg://genesis@localhost/genesis"   # default: SQLite in the home
     objects_url = "/data/genesis-objects"                           # default: <home>/objects
     user = "ada"                                                    # default: the OS user
+    org = "argonne"                                                 # default: local
+    governance = "on"                                               # or "off": allow all
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from genesis_platform.errors import ConfigError
 
 __all__ = ["Settings", "default_home"]
 
-_KEYS = ("catalog_url", "objects_url", "user")
+_KEYS = ("catalog_url", "objects_url", "user", "org", "governance")
 
 
 def default_home() -> Path:
@@ -41,12 +44,18 @@ class Settings:
         catalog_url: SQLAlchemy URL of the catalog database.
         objects_url: fsspec URL or path of the blob store.
         user: Name of the local principal.
+        org: The organization that runs this platform (the operator); the local principal
+            is one of its owners.
+        governance: Whether policies decide and reads are audited (``on``, the default), or
+            every action is allowed (``off``: a single-user platform, and benchmarks).
     """
 
     home: Path
     catalog_url: str
     objects_url: str
     user: str
+    org: str = "local"
+    governance: bool = True
 
     @classmethod
     def load(cls, home: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,7 +86,15 @@ class Settings:
             catalog_url=values.get("catalog_url") or f"sqlite:///{root / 'catalog.sqlite'}",
             objects_url=values.get("objects_url") or str(root / "objects"),
             user=values.get("user") or _os_user(),
+            org=values.get("org") or "local",
+            governance=_on_off(values.get("governance", "on")),
         )
+
+
+def _on_off(value: str) -> bool:
+    if value not in ("on", "off"):
+        raise ConfigError(f"setting 'governance' must be 'on' or 'off', not {value!r}")
+    return value == "on"
 
 
 def _read_file(path: Path) -> dict[str, str]:

@@ -5,7 +5,9 @@ family, and a family may be refined where callers need to tell cases apart::
 
     GenesisError
     ├── InvalidInput (ValueError)        bad user input: a field, a value, and the fix
-    │   └── CampaignSpecError            a campaign file or spec that does not validate
+    │   ├── CampaignSpecError            a campaign file or spec that does not validate
+    │   ├── SafetyViolation              an operation breaks a station's safety rules; not sent
+    │   └── AllocationExceeded           a project's allocation cannot cover a submission
     ├── NotFound (LookupError)           a named thing (dataset, version, campaign, ...) is absent
     ├── AccessDenied (PermissionError)   governance refused the action
     ├── ConfigError                      settings file or environment is unusable
@@ -30,6 +32,7 @@ from typing import Any
 
 __all__ = [
     "AccessDenied",
+    "AllocationExceeded",
     "CampaignError",
     "CampaignSpecError",
     "CatalogError",
@@ -85,6 +88,58 @@ class InvalidInput(GenesisError, ValueError):
 
 class CampaignSpecError(InvalidInput):
     """A campaign file or campaign arguments that do not validate."""
+
+
+class AllocationExceeded(InvalidInput):
+    """A project's allocation on a site or station cannot cover a submission; nothing ran.
+
+    Raised before the task is stored or the operation queued. The message says what is left
+    and until when, what the submission asks for, and whom to ask for more.
+
+    Args:
+        message: The whole message.
+        project: The project whose allocation it is.
+        kind: ``site`` or ``station``.
+        resource: The site's or station's name.
+        unit: ``node-hours``, ``core-hours`` or ``instrument-hours``.
+        remaining: What is left of the allocation, in ``unit`` (0 when it is not active).
+        needs: What the submission asks for at most, in ``unit`` (None when not known).
+        field: The input that decided (``allocation``; ``resources.walltime_s`` for a task
+            whose use cannot be bounded).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        project: str,
+        kind: str,
+        resource: str,
+        unit: str,
+        remaining: float,
+        needs: float | None = None,
+        field: str = "allocation",
+    ) -> None:
+        GenesisError.__init__(
+            self,
+            message,
+            field=field,
+            project=project,
+            kind=kind,
+            resource=resource,
+            unit=unit,
+            remaining=remaining,
+            needs=needs,
+        )
+        self.field = field
+        self.problem = message
+        self.fix = "ask an operator for more with `genesis allocation grant`"
+        self.project = project
+        self.kind = kind
+        self.resource = resource
+        self.unit = unit
+        self.remaining = remaining
+        self.needs = needs
 
 
 class NotFound(GenesisError, LookupError):

@@ -103,3 +103,17 @@ def test_labs_doc_python_example_runs(tmp_path: Path) -> None:
     assert lines[0] == "['conductivity']"
     assert lines[1] == "SafetyViolation"
     assert lines[2].startswith("{('battery-lab', 'cell'): 0.0")
+
+
+def test_governance_doc_commands_run(tmp_path: Path) -> None:
+    env = {**os.environ, "GENESIS_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    outputs = []
+    for line in _block("governance.md", "Try it", "bash").splitlines():
+        done = subprocess.run(
+            shlex.split(line), env=env, capture_output=True, text=True, timeout=120, cwd=ROOT
+        )
+        assert done.returncode == 0, f"{line}: {done.stderr}"
+        outputs.append(done.stdout)
+    assert "deny: bob@acme read dataset:spectra" in outputs[4]
+    assert "waiting for the signature of acme" in outputs[7]
+    assert "audit log intact" in outputs[8]

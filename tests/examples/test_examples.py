@@ -133,3 +133,22 @@ def test_warm_start_example_begins_from_the_screen(tmp_path: Path) -> None:
     # 12 screened points are more than the planner's space-filling start (6 for 3
     # parameters), so every trial is a model-based proposal that improves on the screen
     assert float(info["best"]) > 15.5  # type: ignore[arg-type]
+
+
+def test_two_organizations_example(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "two_organizations.py")],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    refused = "bob@acme is refused: bob@acme may not read dataset:beamline-spectra"
+    assert out.count(refused) == 2
+    assert "bob@acme reads beamline-spectra@1: allowed" in out
+    assert "it is active" in out and "the agreement is expired" in out
+    trail = [line.rsplit(": ", 1)[1] for line in out.splitlines() if " bob@acme read " in line]
+    assert trail == ["deny (default-deny)", "allow (agreement-read)", "deny (default-deny)"]
+    assert "chain intact: True" in out

@@ -32,3 +32,19 @@ def test_malformed_toml_is_reported(tmp_path: Path) -> None:
     (tmp_path / "genesis.toml").write_text("user = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         Settings.load(tmp_path, env={})
+
+
+def test_governance_is_on_unless_switched_off(tmp_path: Path) -> None:
+    assert Settings.load(tmp_path, env={}).governance is True
+    assert Settings.load(tmp_path, env={"GENESIS_GOVERNANCE": "off"}).governance is False
+    with pytest.raises(ConfigError, match="'governance' must be 'on' or 'off', not 'maybe'"):
+        Settings.load(tmp_path, env={"GENESIS_GOVERNANCE": "maybe"})
+
+
+def test_the_operator_org_is_configurable(tmp_path: Path) -> None:
+    from genesis_platform import Platform
+
+    (tmp_path / "genesis.toml").write_text('user = "ada"\norg = "argonne"\n')
+    with Platform.open(tmp_path) as p:
+        assert str(p.principal) == "ada@argonne"
+        assert [(m.user, m.role) for m in p.orgs.get("argonne").members] == [("ada", "owner")]

@@ -10,6 +10,11 @@ cannot (the in-process station and process pool), marked ``interrupted`` and nev
 since they may have partly run. Interrupted and canceled trials do not use the trial
 budget: the loop proposes new trials until ``budget.trials`` trials have a final outcome
 (observed or failed) or another budget or stopping rule ends it.
+
+A trial refused because the project's allocation on the site or station cannot cover it
+(:class:`~genesis_platform.errors.AllocationExceeded`) never ran: the loop starts nothing
+more, lets what is in flight finish, and marks the campaign ``stopped`` with the refusal as
+its reason (the refused trial ``canceled``), to be resumed once an operator grants more.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from genesis_platform.campaigns.spec import FIDELITY, CampaignSpec
 from genesis_platform.campaigns.warmstart import WarmStart
 from genesis_platform.catalog.tables import Campaign, ObservationRow, Trial, utcnow
 from genesis_platform.data.service import DatasetService
-from genesis_platform.errors import CampaignError, GenesisError, InvalidInput
+from genesis_platform.errors import AllocationExceeded, CampaignError, GenesisError, InvalidInput
 from genesis_platform.governance import Resource, ServiceContext
 from genesis_platform.modelhub.service import ModelService
 from genesis_platform.planning.constraints import OutcomeConstraint
@@ -129,6 +134,7 @@ class CampaignEngine:
         self._wall_before = 0.0
         self._started = time.monotonic()
         self._stop_reason = ""
+        self._out_of_allocation = False
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -249,6 +255,9 @@ class CampaignEngine:
         try:
             outcome = future.result()
             values = self._checked_values(outcome)
+        except AllocationExceeded as exc:  # it never ran; nothing more will: stop the loop
+            self._refused_by_allocation(live, exc)
+            return
         except InvalidInput as exc:  # refused (a safety rule, a bad parameter): never retried
             self._failed(live, f"{type(exc).__name__}: {exc}", retry=False)
             return
@@ -308,6 +317,14 @@ class CampaignEngine:
         self._tally.failed += 1
         self._tally.cost += self._cost(live)
         self._report()
+
+    def _refused_by_allocation(self, live: _Live, error: AllocationExceeded) -> None:
+        """Stop starting trials; the refused one waits to be canceled with the others."""
+        self._out_of_allocation = True
+        self._stop_reason = self._stop_reason or f"allocation exhausted: {error}"
+        with self._ctx.mutation("write", self._resource, {"op": "refused", "trial": live.id}) as s:
+            _update_trial(s, live.id, state="proposed", error=str(error))
+        self._queued.insert(0, live)
 
     # -- recovery ---------------------------------------------------------------------------
 
@@ -479,6 +496,9 @@ class CampaignEngine:
         self._cancel_queued()
         self._snapshots.snapshot(self._planner, self._tally.best)
         tally = self._tally
+        if self._out_of_allocation:
+            self._set_state("stopped", reason=self._stop_reason)
+            return "stopped"
         if tally.observed == 0 and tally.failed > 0:
             self._set_state("failed", error="every trial failed; see the trials' errors")
             return "failed"

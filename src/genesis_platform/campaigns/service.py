@@ -27,6 +27,7 @@ from genesis_platform.compute.tasks import TaskService
 from genesis_platform.data.service import DatasetService
 from genesis_platform.errors import CampaignError, CampaignSpecError, InvalidInput, NotFound
 from genesis_platform.governance import Resource, ServiceContext
+from genesis_platform.governance.ledger import Candidate, LedgerService
 from genesis_platform.labs.service import StationService
 from genesis_platform.modelhub.service import ModelService
 from genesis_platform.planning._feasible import check_satisfiable
@@ -127,6 +128,7 @@ class CampaignService:
         self._models = models
         self._tasks = tasks
         self._stations = stations
+        self._ledger = LedgerService(ctx)
 
     def create(
         self, spec: CampaignSpec | Mapping[str, Any] | None = None, **fields: Any
@@ -147,6 +149,7 @@ class CampaignService:
             raise CampaignSpecError(exc.field, exc.problem, exc.fix) from None
         self._planner(spec)  # validates the planner and its options
         check_runner(spec, self._tasks, self._stations)
+        self._ctx.check_project(spec.project or "")
         warm = None if spec.warm_start is None else self._datasets.get(spec.warm_start)
         with self._ctx.mutation("write", Resource("campaign", spec.name), {"op": "create"}) as s:
             row = CampaignRow(
@@ -155,6 +158,12 @@ class CampaignService:
             s.add(row)
             s.flush()
             campaign_id = row.id
+            self._ctx.register_asset(
+                s,
+                "campaign",
+                str(campaign_id),
+                project=spec.project or self._ctx.principal.project or "",
+            )
             if warm is not None:
                 edge = Edge(Node("campaign", campaign_id), "used", Node("dataset_version", warm.id))
                 ProvenanceGraph().record(s, [edge])
@@ -177,7 +186,12 @@ class CampaignService:
         """Every campaign, newest first."""
         with self._ctx.reading(Resource("campaign", "*")) as s:
             rows = s.scalars(select(CampaignRow).order_by(CampaignRow.id.desc())).all()
-            return [self._info(s, row, with_trials=False) for row in rows]
+            seen = self._ctx.visible("campaign", [str(row.id) for row in rows])
+            return [
+                self._info(s, row, with_trials=False)
+                for row, ok in zip(rows, seen, strict=True)
+                if ok
+            ]
 
     def info(self, campaign_id: int, with_trials: bool = False) -> CampaignInfo:
         """State and results of one campaign."""
@@ -220,7 +234,20 @@ class CampaignService:
                     self._engine(campaign, planner, runner, bar, warm).run()
             else:
                 self._engine(campaign, planner, runner, None, warm).run()
+            self._record_outputs(campaign.id)
         return self.info(campaign.id)
+
+    def _record_outputs(self, campaign_id: int) -> None:
+        """Give a finished campaign's outputs their IP ledger entries (new ones only)."""
+        with self._ctx.reading(Resource("campaign", str(campaign_id))) as s:
+            spec = CampaignSpec.from_dict(s.get_one(CampaignRow, campaign_id).spec)
+            observed = s.execute(
+                select(Trial.number, Trial.params, ObservationRow.values)
+                .join(ObservationRow, ObservationRow.trial_id == Trial.id)
+                .where(Trial.campaign_id == campaign_id)
+                .order_by(Trial.number)
+            ).all()
+        self._ledger.record_campaign(campaign_id, _best_candidates(spec, observed))
 
     def _engine(
         self, campaign: Campaign, planner: Planner, runner: Any, bar: Any, warm: WarmStart | None
@@ -399,6 +426,27 @@ def pareto_front(
         if keep
     )
     return front, hypervolume(y, ref)
+
+
+def _best_candidates(
+    spec: CampaignSpec, observed: Sequence[tuple[int, dict[str, Any], dict[str, Any]]]
+) -> list[Candidate]:
+    """The best feasible trial, or with several objectives the trials on the Pareto front.
+
+    ``observed`` holds the number, parameters and values of each observed trial.
+    """
+    constraints = spec.parsed_outcome_constraints()
+    rows = [
+        {"trial": number, "params": params, "values": values}
+        for number, params, values in observed
+        if values and counts_for_best(spec, params, values, constraints)
+    ]
+    if len(spec.objectives) > 1:
+        best: Sequence[Mapping[str, Any]] = pareto_front(rows, spec)[0]
+    else:
+        one = best_of(rows, *next(iter(spec.objectives.items())))
+        best = () if one is None else (one,)
+    return [Candidate(int(r["trial"]), r["params"], r["values"]) for r in best]
 
 
 def _finite(value: object) -> bool:

@@ -26,16 +26,29 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AgreementPartyRow",
+    "AgreementRow",
+    "AllocationRow",
+    "ApiTokenRow",
+    "AssetRow",
     "AuditHead",
     "AuditRecord",
     "Base",
     "Campaign",
+    "ChallengeRow",
     "Dataset",
     "DatasetFile",
     "DatasetVersion",
+    "GovernanceChange",
+    "IpLedgerRow",
+    "MemberRow",
     "Model",
     "ModelVersion",
     "ObservationRow",
+    "OrgRow",
+    "PartnerRow",
+    "ProjectMemberRow",
+    "ProjectRow",
     "ProvenanceEdge",
     "SiteRow",
     "TaskRow",
@@ -436,3 +449,239 @@ class StationStatusRow(Base):
     consumables: Mapped[dict[str, Any]] = mapped_column(default=dict)
     owner: Mapped[str] = mapped_column(String(200), default="")
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class OrgRow(Base):
+    """An organization: a partner that owns assets, has members and signs agreements.
+
+    ``export_cleared`` says whether the operator cleared it for export-controlled assets.
+    """
+
+    __tablename__ = "orgs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    export_cleared: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class MemberRow(Base):
+    """A user's membership of an organization, with a role and a vetting status."""
+
+    __tablename__ = "members"
+    __table_args__ = (UniqueConstraint("org", "user", name="uq_members_org_user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org: Mapped[str] = mapped_column(String(100), index=True)
+    user: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20), default="member")
+    vetting: Mapped[str] = mapped_column(String(20), default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ProjectRow(Base):
+    """A project: work done together, by members of one or several organizations."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    org: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class ProjectMemberRow(Base):
+    """A member (``user`` of ``org``) of a project."""
+
+    __tablename__ = "project_members"
+    __table_args__ = (
+        UniqueConstraint("project", "org", "user", name="uq_project_members_project_org_user"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(200), index=True)
+    org: Mapped[str] = mapped_column(String(100))
+    user: Mapped[str] = mapped_column(String(100))
+
+
+class ApiTokenRow(Base):
+    """An API token: only its SHA-256 is stored; ``token_id`` is its public prefix."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_id: Mapped[str] = mapped_column(String(40), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    org: Mapped[str] = mapped_column(String(100))
+    user: Mapped[str] = mapped_column(String(100))
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    note: Mapped[str] = mapped_column(String(200), default="")
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class AssetRow(Base):
+    """The governance attributes of one asset (a dataset, model, station, site or campaign).
+
+    ``review`` is ``none`` (not reviewed: made inside the owner), ``pending`` (submitted by
+    an external partner, readable only by its submitter and the owner's reviewers),
+    ``approved`` or ``rejected``. ``derived_from`` names the model or campaign that produced
+    a synthetic dataset (``model:NAME``, ``campaign:ID``).
+    """
+
+    __tablename__ = "assets"
+    __table_args__ = (UniqueConstraint("kind", "name", name="uq_assets_kind_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(400))
+    owner_org: Mapped[str] = mapped_column(String(100), index=True)
+    project: Mapped[str] = mapped_column(String(200), default="")
+    access: Mapped[str] = mapped_column(String(20), default="private")
+    classification: Mapped[str] = mapped_column(String(20), default="public")
+    export_controlled: Mapped[bool] = mapped_column(default=False)
+    review: Mapped[str] = mapped_column(String(20), default="none")
+    submitted_by: Mapped[str] = mapped_column(String(200), default="")
+    reviewer: Mapped[str] = mapped_column(String(200), default="")
+    risk_notes: Mapped[str] = mapped_column(Text, default="")
+    decision_note: Mapped[str] = mapped_column(Text, default="")
+    synthetic: Mapped[bool] = mapped_column(default=False)
+    derived_from: Mapped[str] = mapped_column(String(400), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AgreementRow(Base):
+    """An agreement between organizations: its kind, terms, covered assets and state.
+
+    ``state`` is ``draft``, ``signed`` (by some parties), ``active`` (by all), ``terminated``;
+    an active agreement past ``expires_at`` is expired. ``covers`` lists ``KIND:NAME`` of
+    assets and ``owner:ORG`` for every asset of an owner.
+    """
+
+    __tablename__ = "agreements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    title: Mapped[str] = mapped_column(String(400), default="")
+    state: Mapped[str] = mapped_column(String(20), default="draft")
+    terms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    covers: Mapped[list[Any]] = mapped_column(default=list)
+    starts_at: Mapped[dt.datetime] = mapped_column()
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    terminated_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class AgreementPartyRow(Base):
+    """A party (organization) to an agreement, and its signature once given."""
+
+    __tablename__ = "agreement_parties"
+    __table_args__ = (
+        UniqueConstraint("agreement_id", "org", name="uq_agreement_parties_agreement_id_org"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agreement_id: Mapped[int] = mapped_column(ForeignKey("agreements.id", ondelete="CASCADE"))
+    org: Mapped[str] = mapped_column(String(100))
+    signed_by: Mapped[str] = mapped_column(String(200), default="")
+    signed_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class AllocationRow(Base):
+    """A project's grant on one site (``node-hours``/``core-hours``) or station (instrument-hours).
+
+    ``used`` is charged as the project's tasks and operations finish.
+    """
+
+    __tablename__ = "allocations"
+    __table_args__ = (
+        UniqueConstraint(
+            "project", "resource_kind", "resource", "unit", name="uq_allocations_project_resource"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(200), index=True)
+    resource_kind: Mapped[str] = mapped_column(String(20))
+    resource: Mapped[str] = mapped_column(String(100))
+    unit: Mapped[str] = mapped_column(String(30))
+    amount: Mapped[float] = mapped_column()
+    used: Mapped[float] = mapped_column(default=0.0)
+    starts_at: Mapped[dt.datetime] = mapped_column()
+    ends_at: Mapped[dt.datetime] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class IpLedgerRow(Base):
+    """Who owns one campaign output, under which agreement, and its commercialization."""
+
+    __tablename__ = "ip_ledger"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "output_kind", "output", name="uq_ip_ledger_output"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    output_kind: Mapped[str] = mapped_column(String(40))
+    output: Mapped[str] = mapped_column(String(400))
+    campaign_id: Mapped[int | None] = mapped_column()
+    project: Mapped[str] = mapped_column(String(200), default="")
+    owner_org: Mapped[str] = mapped_column(String(100))
+    partners: Mapped[list[Any]] = mapped_column(default=list)
+    agreement: Mapped[str] = mapped_column(String(200), default="")
+    ownership: Mapped[str] = mapped_column(String(20), default="owner")
+    commercialization: Mapped[str] = mapped_column(String(20), default="none")
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ChallengeRow(Base):
+    """A national science and technology challenge, its lead and its linked work."""
+
+    __tablename__ = "challenges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    domain: Mapped[str] = mapped_column(String(200), default="")
+    lead_org: Mapped[str] = mapped_column(String(100), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    links: Mapped[list[Any]] = mapped_column(default=list)
+    reviews: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PartnerRow(Base):
+    """An organization in partnership: its MOU and the resources it contributes."""
+
+    __tablename__ = "partners"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org: Mapped[str] = mapped_column(String(100), unique=True)
+    mou: Mapped[str] = mapped_column(String(200), default="")
+    contributes: Mapped[list[Any]] = mapped_column(default=list)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class GovernanceChange(Base):
+    """One change to what policy decisions read (``kind``: org, member, asset, agreement...).
+
+    Processes keep the governance state in memory and read the changes after the last one
+    they saw, so a change in one process reaches the others' decisions.
+    """
+
+    __tablename__ = "governance_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str] = mapped_column(String(400))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)

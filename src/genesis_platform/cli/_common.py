@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -45,8 +46,11 @@ def exit_code(error: GenesisError) -> int:
 
 @contextmanager
 def open_platform() -> Iterator[Platform]:
-    """The embedded platform of ``$GENESIS_HOME`` (or ``~/.genesis``), closed afterwards."""
-    with Platform.open() as platform:
+    """The embedded platform of ``$GENESIS_HOME`` (or ``~/.genesis``), closed afterwards.
+
+    With ``GENESIS_TOKEN`` set, commands act as the member that API token stands for.
+    """
+    with Platform.open(token=os.environ.get("GENESIS_TOKEN") or None) as platform:
         yield platform
 
 

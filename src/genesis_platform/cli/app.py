@@ -11,7 +11,25 @@ import typer
 from rich.markup import escape
 
 from genesis_platform import __version__
-from genesis_platform.cli import audit, campaign, data, lineage, model, site, station, task
+from genesis_platform.cli import (
+    agreement,
+    allocation,
+    asset,
+    audit,
+    campaign,
+    challenge,
+    data,
+    ledger,
+    lineage,
+    model,
+    org,
+    partner,
+    policy,
+    site,
+    station,
+    task,
+    token,
+)
 from genesis_platform.cli._common import err_console, exit_code
 from genesis_platform.errors import GenesisError
 
@@ -24,13 +42,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(agreement.app, name="agreement")
+app.add_typer(allocation.app, name="allocation")
+app.add_typer(asset.app, name="asset")
 app.add_typer(audit.app, name="audit")
 app.add_typer(campaign.app, name="campaign")
+app.add_typer(challenge.app, name="challenge")
 app.add_typer(data.app, name="data")
+app.add_typer(ledger.app, name="ledger")
 app.add_typer(model.app, name="model")
+app.add_typer(org.app, name="org")
+app.add_typer(policy.app, name="policy")
+app.add_typer(org.projects, name="project")
+app.add_typer(partner.app, name="partner")
 app.add_typer(site.app, name="site")
 app.add_typer(station.app, name="station")
 app.add_typer(task.app, name="task")
+app.add_typer(token.app, name="token")
 app.command("lineage")(lineage.lineage)
 
 

@@ -10,6 +10,11 @@ transaction costs more than the rows in it): a task's final state and a batch jo
 ``_SOON_S``, others (``queued``, ``active``) up to ``_UPDATE_DELAY_S``, unless something due
 comes first.
 Readers of the task service flush before they read.
+
+A finished task's charge to its project's allocation
+(:mod:`~genesis_platform.governance.allocations`) is written in the transaction of its final
+state, and its hold released once that committed; a task of a project without allocations
+has no charge.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from sqlalchemy import Table, Update, bindparam, insert, update
 
 from genesis_platform.catalog.tables import TaskRow
 from genesis_platform.governance import Resource, ServiceContext
+from genesis_platform.governance.allocations import AllocationService, Charge
 
 __all__ = ["Recorder"]
 
@@ -50,10 +56,12 @@ class _Insert:
 class Recorder:
     """Writes task records for one task service."""
 
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, allocations: AllocationService | None = None) -> None:
         self._ctx = ctx
+        self._allocations = allocations
         self._inserts: list[_Insert] = []
         self._updates: dict[int, dict[str, Any]] = {}
+        self._charges: list[Charge] = []
         self._updates_due = 0.0  # monotonic time by which the pending updates are written
         self._cond = threading.Condition()
         self._written = 0  # batches written
@@ -74,7 +82,14 @@ class Recorder:
             self._inserts.append(_Insert(dict(values), then, fail))
             self._cond.notify()
 
-    def update(self, task_id: int, values: Mapping[str, Any], *, soon: bool = False) -> None:
+    def update(
+        self,
+        task_id: int,
+        values: Mapping[str, Any],
+        *,
+        soon: bool = False,
+        charge: Charge | None = None,
+    ) -> None:
         """Change task ``task_id``'s row (merged with earlier changes not yet written).
 
         Args:
@@ -82,9 +97,13 @@ class Recorder:
             values: Columns and their new values.
             soon: Written within ``_SOON_S``, not ``_UPDATE_DELAY_S``: a task's final
                 state, or the id of a batch job that recovery needs.
+            charge: The finished task's charge to its project's allocation, written in
+                the same transaction.
         """
         due = time.monotonic() + (_SOON_S if soon else _UPDATE_DELAY_S)
         with self._cond:
+            if charge is not None:
+                self._charges.append(charge)
             if not self._updates or due < self._updates_due:
                 self._updates_due = due
                 self._cond.notify()
@@ -125,8 +144,9 @@ class Recorder:
                     self._cond.wait(_GATHER_S)
                 inserts, self._inserts = self._inserts, []
                 updates, self._updates = self._updates, {}
+                charges, self._charges = self._charges, []
                 target = self._queued
-            written = self._write(inserts, updates)
+            written = self._write(inserts, updates, charges)
             self._busy = len(inserts) > 1
             if not written:  # put the changes back (newer ones win) and try again soon
                 with self._cond:
@@ -134,6 +154,7 @@ class Recorder:
                         self._updates_due = time.monotonic()
                     for task_id, values in updates.items():
                         self._updates[task_id] = {**values, **self._updates.get(task_id, {})}
+                    self._charges[:0] = charges
                 time.sleep(_RETRY_S)
                 continue
             with self._cond:
@@ -149,7 +170,9 @@ class Recorder:
         left = self._updates_due - time.monotonic()
         return left if left > 0 else None
 
-    def _write(self, inserts: list[_Insert], updates: dict[int, dict[str, Any]]) -> bool:
+    def _write(
+        self, inserts: list[_Insert], updates: dict[int, dict[str, Any]], charges: list[Charge]
+    ) -> bool:
         """One transaction; False (changes not written, to be retried) if it failed.
 
         New rows that could not be written fail their tasks instead: those never ran.
@@ -159,6 +182,9 @@ class Recorder:
         ids: list[int] = []
         try:
             with self._ctx.db.engine.begin() as connection:
+                if charges and self._allocations is not None:
+                    # First: allocation rows are locked before the audit head, as grants do.
+                    self._allocations.apply(connection, charges)
                 if inserts:
                     rows = [i.values for i in inserts]
                     statement = insert(_TASKS).returning(_TASKS.c.id, sort_by_parameter_order=True)
@@ -180,6 +206,8 @@ class Recorder:
             for pending in inserts:
                 _call(pending.fail, exc)
             return not updates
+        if charges and self._allocations is not None:
+            self._allocations.settle(charges)
         for pending, task_id in zip(inserts, ids, strict=True):
             _call(pending.then, task_id)
         return True

@@ -99,14 +99,22 @@ class SiteService:
                     created_by=str(self._ctx.principal),
                 )
             )
+            self._ctx.register_asset(s, "site", name)
         return self.get(name)
 
     def list(self) -> list[SiteInfo]:
         """The built-in ``local`` site, then every registered site by name."""
         with self._ctx.reading(Resource("site", "*")) as s:
             rows = s.scalars(select(SiteRow).order_by(SiteRow.name)).all()
-            infos = [_info(row) for row in rows if row.name != LOCAL_SITE]
+            seen = self._ctx.visible("site", [row.name for row in rows])
+            infos = [
+                _info(row)
+                for row, ok in zip(rows, seen, strict=True)
+                if ok and row.name != LOCAL_SITE
+            ]
             local = next((_info(row) for row in rows if row.name == LOCAL_SITE), None)
+        if not self._ctx.visible("site", [LOCAL_SITE])[0]:
+            return infos  # the built-in site is the operator's
         return [local or _builtin_local(), *infos]
 
     def get(self, name: str) -> SiteInfo:
@@ -162,6 +170,7 @@ class SiteService:
             row = s.scalar(select(SiteRow).where(SiteRow.name == name))
             if row is not None:
                 s.delete(row)
+            self._ctx.forget_asset(s, "site", name)
         with self._lock:
             executor = self._executors.pop(name, None)
             self._configs.pop(name, None)

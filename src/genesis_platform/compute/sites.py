@@ -25,7 +25,9 @@ pilot mode                  pool, see :mod:`~genesis_platform.compute.pilot`; de
 every kind                  ``retries`` (resubmissions after a transient failure such as a
                             node failure or preemption, never after the task's own error;
                             default 2), ``retry_backoff_s`` (first wait, doubled each time;
-                            default 1 s), ``check_timeout_s`` (default 120 s)
+                            default 1 s), ``check_timeout_s`` (default 120 s),
+                            ``default_walltime_s`` (the walltime of tasks that give none, and
+                            what an allocation check counts them at; default none)
 =========================== ================================================================
 
 Options are validated with pydantic when the site is added, from Python values or from the
@@ -87,6 +89,7 @@ class _Options(BaseModel):
     retries: int = Field(2, ge=0, le=100)
     retry_backoff_s: float = Field(1.0, ge=0.0, le=3600.0)
     check_timeout_s: float = Field(120.0, gt=0.0)
+    default_walltime_s: float | None = Field(None, gt=0.0, allow_inf_nan=False)
 
 
 class LocalOptions(_Options):

@@ -21,6 +21,10 @@ long-lived process, claims the record and:
 A failure the executor marks transient (:class:`~genesis_platform.errors.TransientFailure`:
 a node failure, a preemption, a killed worker) is retried up to the site's ``retries`` with
 a backoff that doubles from ``retry_backoff_s``; a task's own failure never is.
+
+A task of a project with an allocation on the site
+(:mod:`~genesis_platform.governance.allocations`) is refused before it is stored when its
+worst case does not fit in what is left, and its usage is charged with its final record.
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ from genesis_platform.errors import (
     TransientFailure,
 )
 from genesis_platform.governance import Resource, ServiceContext
+from genesis_platform.governance.allocations import AllocationService, Hold, task_needs
+from genesis_platform.governance.state import AssetFacts
 from genesis_platform.provenance.graph import Edge, Node, ProvenanceGraph
 
 __all__ = ["TaskInfo", "TaskService", "UsageRow", "process_owner"]
@@ -157,6 +163,9 @@ class _Tracked:
     spec: TaskSpec
     attempts: int
     output_only: bool = False
+    project: str = ""
+    hold: Hold | None = None
+    """What it may use of its project's allocation, held until its charge is written."""
     result: CancellableFuture[Any] = field(init=False, repr=False)
     full: CancellableFuture[TaskResult] | None = field(default=None, repr=False)
     """With ``output_only``, a future of the whole TaskResult, made when :meth:`follow` asks."""
@@ -166,18 +175,26 @@ class _Tracked:
 
 
 class TaskService:
-    """Tasks on the sites of one platform."""
+    """Tasks on the sites of one platform (limited by ``allocations`` when given)."""
 
-    def __init__(self, ctx: ServiceContext, sites: SiteService, datasets: DatasetService) -> None:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        sites: SiteService,
+        datasets: DatasetService,
+        allocations: AllocationService | None = None,
+    ) -> None:
         self._ctx = ctx
+        ctx.resolve("task", self._task_facts)
         self._sites = sites
         self._datasets = datasets
+        self._allocations = allocations
         self._outputs = SerialWorker("genesis-task-outputs")
         self._dispatcher = SerialWorker("genesis-task-dispatch")
         self._owner = process_owner()
         self._tracked: dict[int, _Tracked] = {}
         self._lock = threading.Lock()
-        self._recorder = Recorder(ctx)
+        self._recorder = Recorder(ctx, allocations)
         self._closed = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -214,7 +231,7 @@ class TaskService:
                 executor's).
             resources: Nodes, cores, GPUs, memory, walltime.
             name: A label for listings.
-            project: The project its usage counts for.
+            project: The project its usage counts for (default: the principal's).
             inputs: Folder of the working directory -> dataset ``NAME[@VERSION]`` whose
                 files are copied there before the task starts.
             outputs: Glob patterns (relative to the working directory) of files to keep as
@@ -225,6 +242,10 @@ class TaskService:
             InvalidInput: a malformed task, a callable that cannot be imported, a command
                 that does not exist, resources the site cannot give, or bad inputs or
                 outputs (naming the field); nothing is stored or submitted.
+            AllocationExceeded: the project has an allocation on the site and the task's
+                worst case (cores x walltime, nodes x walltime; the site's
+                ``default_walltime_s`` for a task without one) does not fit in what is
+                left, or it is not active; nothing is stored or submitted.
             NotFound: no such site.
         """
         spec = TaskSpec(
@@ -258,19 +279,30 @@ class TaskService:
     ) -> CancellableFuture[Any]:
         """Check ``spec``, stage its inputs and queue its record; dispatched once stored."""
         config = self._sites.config(site)
+        default_walltime = config.options.get("default_walltime_s")
+        if spec.resources.walltime_s is None and default_walltime is not None:
+            spec = replace(spec, resources=replace(spec.resources, walltime_s=default_walltime))
         _check_for_site(spec, config.kind)
         self._ctx.authorize("run", Resource("site", site))
         executor = self._sites.executor(site)  # opened here, not on the records' thread
         limits = getattr(executor, "limits", None)
         if limits is not None:
             limits().check(spec.resources, site)
+        project = project or self._ctx.principal.project or ""
+        self._ctx.check_project(project)
+        hold = self._hold(project, site, spec, default_walltime is not None)
         if files:
             folder = Path(spec.cwd) if spec.cwd else working_directory(self._file_area(site))
-            stage_inputs(files, self._datasets, folder)
+            try:
+                stage_inputs(files, self._datasets, folder)
+            except BaseException:
+                self._release(hold)
+                raise
             spec = replace(spec, cwd=str(folder))
         label = spec.name or spec.function or " ".join(spec.command or ())
-        tracked = self._track(0, site, spec, attempts=0, output_only=output_only)
+        tracked = self._track(0, site, spec, attempts=0, output_only=output_only, project=project)
         tracked.files = files
+        tracked.hold = hold
         values = {
             "site": site,
             "name": label,
@@ -281,6 +313,7 @@ class TaskService:
             "submitted_at": utcnow(),
         }
         if self._closed.is_set():
+            self._release(hold)
             raise ExecutorError("the task service is closed; open the platform again")
         self._recorder.insert(
             values,
@@ -303,7 +336,26 @@ class TaskService:
 
     def _not_stored(self, tracked: _Tracked, error: BaseException) -> None:
         """The record could not be written: the task never ran; fail its future."""
+        self._release(tracked.hold)
+        tracked.hold = None
         self._dispatcher.submit(_resolve, tracked, None, error)
+
+    def _hold(self, project: str, site: str, spec: TaskSpec, default: bool) -> Hold | None:
+        """Hold the task's worst case of ``project``'s allocation on ``site`` (if it has one).
+
+        Raises:
+            AllocationExceeded: it does not fit in what is left.
+        """
+        if self._allocations is None or not self._allocations.limited(project, "site", site):
+            return None
+        r = spec.resources
+        note = f"default walltime of site {site}" if default else "walltime"
+        needs, what = task_needs(r.nodes, r.cores, r.walltime_s, note)
+        return self._allocations.hold(project, "site", site, needs, what)
+
+    def _release(self, hold: Hold | None) -> None:
+        if self._allocations is not None:
+            self._allocations.release(hold)
 
     def follow(self, name: str) -> CancellableFuture[TaskResult] | None:
         """The future of the newest task called ``name``, for a process that restarted.
@@ -314,13 +366,13 @@ class TaskService:
         (or when there is no such task) the answer is None.
         """
         self._recorder.flush()
-        with self._ctx.reading(Resource("task", name)) as s:
-            row = s.scalar(
-                select(TaskRow).where(TaskRow.name == name).order_by(TaskRow.id.desc()).limit(1)
+        with self._ctx.db.session(write=False) as s:
+            task_id = s.scalar(
+                select(TaskRow.id).where(TaskRow.name == name).order_by(TaskRow.id.desc()).limit(1)
             )
-            info = None if row is None else _info(row)
-        if info is None:
+        if task_id is None:
             return None
+        info = self.get(task_id)  # authorized as that task
         with self._lock:
             tracked = self._tracked.get(info.id)
         if tracked is not None:
@@ -340,10 +392,16 @@ class TaskService:
         return future
 
     def _track(
-        self, task_id: int, site: str, spec: TaskSpec, attempts: int, output_only: bool = False
+        self,
+        task_id: int,
+        site: str,
+        spec: TaskSpec,
+        attempts: int,
+        output_only: bool = False,
+        project: str = "",
     ) -> _Tracked:
         """A record of a task this process follows; cancelling its future cancels the task."""
-        tracked = _Tracked(task_id, site, spec, attempts, output_only)
+        tracked = _Tracked(task_id, site, spec, attempts, output_only, project)
         tracked.result = CancellableFuture(lambda: self._cancel_tracked(tracked))
         return tracked
 
@@ -502,7 +560,21 @@ class TaskService:
             query = query.where(TaskRow.state == state)
         self._recorder.flush()
         with self._ctx.reading(Resource("task", "*")) as s:
-            return [_info(row) for row in s.scalars(query)]
+            infos = [_info(row) for row in s.scalars(query)]
+        seen = self._ctx.visible("task", [str(i.id) for i in infos])
+        return [info for info, ok in zip(infos, seen, strict=True) if ok]
+
+    def _task_facts(self, task_id: str) -> AssetFacts | None:
+        """A task's governance attributes: its submitter's organization's, in its project."""
+        if not task_id.isdigit():
+            return None
+        with self._ctx.db.session(write=False) as s:
+            row = s.execute(
+                select(TaskRow.submitted_by, TaskRow.project).where(TaskRow.id == int(task_id))
+            ).first()
+        if row is None:
+            return None
+        return AssetFacts("task", task_id, row[0].rpartition("@")[2], project=row[1] or "")
 
     def logs(self, task_id: int) -> str:
         """What the task printed (stdout and stderr; the last 64,000 characters)."""
@@ -524,7 +596,11 @@ class TaskService:
     def usage(
         self, *, project: str | None = None, site: str | None = None
     ) -> builtins.list[UsageRow]:
-        """Core-, GPU- and wall-seconds of finished tasks, per project and site."""
+        """Core-, GPU- and wall-seconds of finished tasks, per project and site.
+
+        Of the tasks the principal's organization submitted and of their projects' tasks
+        (the operator's admins: all).
+        """
         core = func.sum(TaskRow.usage["core_seconds"].as_float())
         gpu = func.sum(TaskRow.usage["gpu_seconds"].as_float())
         wall = func.sum(TaskRow.usage["wall_seconds"].as_float())
@@ -538,6 +614,9 @@ class TaskService:
             query = query.where(TaskRow.project == project)
         if site is not None:
             query = query.where(TaskRow.site == site)
+        if not self._ctx.may("administer", Resource("task", "*")):  # not the operator's admins
+            mine = TaskRow.submitted_by.endswith(f"@{self._ctx.principal.org}")
+            query = query.where(mine | TaskRow.project.in_(sorted(self._ctx.projects() or ())))
         self._recorder.flush()
         with self._ctx.reading(Resource("task", "*")) as s:
             return [
@@ -658,7 +737,7 @@ class TaskService:
             raise ExecutorError(f"site {info.site!r} cannot be asked: {exc}") from exc
         if future is None:
             return None
-        tracked = self._track(info.id, info.site, info.spec, info.attempts)
+        tracked = self._track(info.id, info.site, info.spec, info.attempts, project=info.project)
         tracked.files = info.files
         tracked.current = future
         with self._lock:
@@ -675,7 +754,7 @@ class TaskService:
         except ExecutorError:
             self._unclaim(info.id, old_owner)  # a later recover() tries again
             return "deferred"
-        tracked = self._track(info.id, info.site, info.spec, info.attempts)
+        tracked = self._track(info.id, info.site, info.spec, info.attempts, project=info.project)
         with self._lock:
             self._tracked[info.id] = tracked
         reason = _lost(info)
@@ -720,7 +799,14 @@ class TaskService:
         with self._lock:
             self._tracked.pop(tracked.task_id, None)
         values.update(state=state, finished_at=utcnow())
-        self._recorder.update(tracked.task_id, values, soon=True)
+        charge = None
+        if self._allocations is not None:  # charged with the final record; frees its hold
+            hold, tracked.hold = tracked.hold, None
+            usage, nodes = values.get("usage"), tracked.spec.resources.nodes
+            charge = self._allocations.charge_task(
+                tracked.project, tracked.site, usage, nodes, hold
+            )
+        self._recorder.update(tracked.task_id, values, soon=True, charge=charge)
 
     def _update(self, task_id: int, **values: Any) -> None:
         """Change a record now (off the hot path: cancels from outside, recovery)."""

@@ -117,6 +117,7 @@ class DatasetService:
                 )
                 s.add(dataset)
                 s.flush()
+                self._ctx.register_asset(s, "dataset", name)
                 return self._new_version(s, dataset, refs, "initial version")
 
         # A writer that created the dataset meanwhile makes the retry raise InvalidInput.
@@ -159,6 +160,9 @@ class DatasetService:
                     dataset = Dataset(name=name, created_by=self._who)
                     s.add(dataset)
                     s.flush()
+                    self._ctx.register_asset(s, "dataset", name)
+                else:
+                    self._ctx.confirm_existing("write", "dataset", name)
                 return self._new_version(s, dataset, refs, message)
 
         return retry_conflicts(add)
@@ -195,6 +199,9 @@ class DatasetService:
                     dataset = Dataset(name=name, description=description, created_by=self._who)
                     s.add(dataset)
                     s.flush()
+                    self._ctx.register_asset(s, "dataset", name)
+                else:
+                    self._ctx.confirm_existing("write", "dataset", name)
                 info = self._new_version(s, dataset, [(filename, ref)], message)
                 self._record_lineage(s, info, members)
                 return info
@@ -205,10 +212,12 @@ class DatasetService:
         """Every dataset, by name."""
         with self._ctx.reading(Resource("dataset", "*")) as s:
             rows = with_version_stats(s, Dataset, DatasetVersion.dataset_id, DatasetVersion.version)
-            return [
-                DatasetInfo(d.name, d.description, d.license, n, latest, d.created_at, d.created_by)
-                for d, n, latest in rows
-            ]
+        seen = self._ctx.visible("dataset", [d.name for d, _, _ in rows])
+        return [
+            DatasetInfo(d.name, d.description, d.license, n, latest, d.created_at, d.created_by)
+            for (d, n, latest), ok in zip(rows, seen, strict=True)
+            if ok
+        ]
 
     def get(self, name: str, version: int | None = None) -> DatasetVersionInfo:
         """Version ``version`` (default: latest) of dataset ``name``, or of ``name@version``."""
@@ -351,7 +360,12 @@ def _dataset_id(s: Session, name: str) -> int | None:
 
 
 def _next_version(s: Session, dataset_id: int) -> int:
-    """One more than the latest version; the write lock (SQLite) or a retry makes it unique."""
+    """One more than the latest version, unique until the transaction ends.
+
+    The write lock (SQLite), or the dataset's row lock (PostgreSQL), makes the other writers
+    of the dataset wait until this one commits; they then number theirs after it.
+    """
+    s.execute(select(Dataset.id).where(Dataset.id == dataset_id).with_for_update(key_share=True))
     latest = s.scalar(
         select(func.max(DatasetVersion.version)).where(DatasetVersion.dataset_id == dataset_id)
     )

@@ -51,8 +51,18 @@ class AllowAll:
 
 
 def authorize(policy: Policy, principal: Principal, action: Action, resource: Resource) -> Decision:
-    """Ask ``policy``; raise AccessDenied on deny, return the decision on allow."""
-    decision = policy.decide(principal, action, resource)
+    """Ask ``policy``; raise AccessDenied on deny, return the decision on allow.
+
+    A principal whose token's scopes leave ``action`` out is denied before policy is asked.
+    """
+    if principal.scopes is not None and action not in principal.scopes:
+        decision = Decision(
+            False,
+            ("token-scope",),
+            f"the API token's scopes ({', '.join(principal.scopes)}) do not include {action}",
+        )
+    else:
+        decision = policy.decide(principal, action, resource)
     if not decision.allowed:
         raise AccessDenied(
             f"{principal} may not {action} {resource}"

@@ -6,6 +6,10 @@ the path of every operation. Here the first two are queued for a writer thread, 
 writes everything pending in one transaction (with the audit records of new operations);
 the end of an operation is written on the thread that learns it, and a refusal waits for
 the writer, so whoever learns the outcome can read it in the catalog.
+
+An operation's instrument time is charged to its project's allocation on the station
+(:mod:`~genesis_platform.governance.allocations`) in the transaction that writes its end:
+one UPDATE per allocation per batch, and nothing for a project without allocations.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from sqlalchemy import Connection, Table, insert, update
 
 from genesis_platform.catalog.tables import StationOperationRow, utcnow
 from genesis_platform.governance import Resource, ServiceContext
+from genesis_platform.governance.allocations import AllocationService, Charge
 from genesis_platform.governance.audit import AuditEntry
 from genesis_platform.labs.protocols import Measurement, Operation
 
@@ -52,11 +57,22 @@ class OperationRecords:
             another process reading the catalog sees it). Without it, the end joins the
             writer's next batch (within ``_GATHER_S``): for a campaign's private station,
             whose outcome only that campaign awaits.
+        allocations: Where operations' instrument time is charged (None: nowhere).
     """
 
-    def __init__(self, ctx: ServiceContext, *, ends_wait: bool = True) -> None:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        *,
+        ends_wait: bool = True,
+        allocations: AllocationService | None = None,
+    ) -> None:
         self._ctx = ctx
         self._ends_wait = ends_wait
+        self._allocations = allocations
+        self._who: dict[int, tuple[str, str]] = {}  # token -> (station, project), until its end
+        self._charges: dict[int, Charge] = {}  # token -> the charge its unwritten row carries
+        self._batch: list[Charge] | None = None  # the writer's batch's charges, while writing
         self._tokens = itertools.count(1)
         self._ids: dict[int, int] = {}  # token -> row id (the writer adds, the end removes)
         self._unwritten: dict[int, tuple[dict[str, Any], AuditEntry]] = {}  # token -> new row
@@ -78,12 +94,17 @@ class OperationRecords:
         def write(connection: Connection) -> AuditEntry | None:
             with self._cond:
                 claimed = self._unwritten.pop(token, None)
+                charge = self._charges.pop(token, None)
             if claimed is None:
                 return None  # it ended first and was written complete
             row, audit = claimed
             self._ids[token] = int(connection.scalar(insert(_OPS).returning(_OPS.c.id), row))
+            if charge is not None:  # it ended too: the row is complete
+                self._charge(connection, charge)
             return audit
 
+        if self._allocations is not None:
+            self._who[token] = (station, project)
         with self._cond:
             self._unwritten[token] = (values, entry)
         self._put(_Write(write))
@@ -104,7 +125,7 @@ class OperationRecords:
         self._put(_Write(write, urgent=True), wait=True)
 
     def started(self, record_id: int) -> None:
-        values = {"state": "running", "started_at": utcnow()}
+        values: dict[str, Any] = {"state": "running", "started_at": utcnow()}
         self._started[record_id] = values["started_at"]
         with self._cond:
             unwritten = self._unwritten.get(record_id)
@@ -134,14 +155,20 @@ class OperationRecords:
         started_at = self._started.pop(record_id, None)
         if started_at is not None:  # the start's own write may still be pending
             values["started_at"] = started_at
+        charge = None
+        if self._allocations is not None:
+            station, project = self._who.pop(record_id, ("", ""))
+            charge = self._allocations.charge_operation(project, station, seconds)
         if not self._ends_wait:
             with self._cond:
                 unwritten = self._unwritten.get(record_id)
                 if unwritten is not None:  # written once, complete, with the next batch
                     unwritten[0].update(values)
                     self._started.pop(record_id, None)
+                    if charge is not None:
+                        self._charges[record_id] = charge
                     return
-            self._put(_Write(self._update(record_id, **values)))
+            self._put(_Write(self._update(record_id, charge, **values)))
             return
         with self._cond:
             unwritten = self._unwritten.pop(record_id, None)
@@ -151,12 +178,14 @@ class OperationRecords:
             row, entry = unwritten
             with self._ctx.db.engine.begin() as connection:
                 connection.execute(insert(_OPS), {**row, **values})
+                if charge is not None:  # before the audit head, as grants lock them
+                    self._charge(connection, charge)
                 self._ctx.audit.append_entries(connection, self._ctx.principal, [entry])
             return
         if record_id not in self._ids:
             self.flush()  # the writer is writing its row right now
         with self._ctx.db.engine.begin() as connection:
-            self._update(record_id, **values)(connection)
+            self._update(record_id, charge, **values)(connection)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -186,8 +215,13 @@ class OperationRecords:
             "submitted_at": utcnow(),
         }
 
-    def _update(self, token: int, **values: Any) -> Callable[[Connection], None]:
-        """A change of row ``token``; a start does not overwrite an end written before it."""
+    def _update(
+        self, token: int, charge: Charge | None = None, **values: Any
+    ) -> Callable[[Connection], None]:
+        """A change of row ``token``; a start does not overwrite an end written before it.
+
+        An end's ``charge`` to the project's allocation is written with it.
+        """
         final = "finished_at" in values
 
         def write(connection: Connection) -> None:
@@ -198,8 +232,18 @@ class OperationRecords:
             if not final:
                 statement = statement.where(_OPS.c.finished_at.is_(None))
             connection.execute(statement.values(**values))
+            if charge is not None:
+                self._charge(connection, charge)
 
         return write
+
+    def _charge(self, connection: Connection, charge: Charge) -> None:
+        """Charge in ``connection``'s transaction: with the writer's batch, or now."""
+        assert self._allocations is not None
+        if self._batch is not None and threading.current_thread() is self._thread:
+            self._batch.append(charge)  # one UPDATE per allocation for the whole batch
+        else:
+            self._allocations.apply(connection, [charge])
 
     def _put(self, write: _Write, wait: bool = False) -> None:
         with self._cond:
@@ -234,5 +278,11 @@ class OperationRecords:
 
     def _write(self, batch: list[_Write]) -> None:
         with self._ctx.db.engine.begin() as connection:
-            entries = [entry for write in batch if (entry := write.apply(connection)) is not None]
+            self._batch = []
+            try:
+                entries = [e for write in batch if (e := write.apply(connection)) is not None]
+                if self._batch and self._allocations is not None:  # before the audit head
+                    self._allocations.apply(connection, self._batch)
+            finally:
+                self._batch = None
             self._ctx.audit.append_entries(connection, self._ctx.principal, entries)

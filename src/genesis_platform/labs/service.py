@@ -11,6 +11,10 @@ Operators act on a station from any shell: ``abort`` and ``refill`` are stored a
 commands that every process having the station open carries out within about half a
 second (a watcher thread polls for them), and those processes publish the station's status
 every second, which ``genesis station status`` reads.
+
+An operation of a project with an allocation on the station
+(:mod:`~genesis_platform.governance.allocations`) is refused before it is queued once
+nothing is left of it, and its instrument time is charged with its end's record.
 """
 
 from __future__ import annotations
@@ -36,8 +40,11 @@ from genesis_platform.catalog.tables import (
     utcnow,
 )
 from genesis_platform.compute.tasks import process_owner
-from genesis_platform.errors import InvalidInput, NotFound, StationError
+from genesis_platform.errors import AllocationExceeded, InvalidInput, NotFound, StationError
 from genesis_platform.governance import Resource, ServiceContext
+from genesis_platform.governance.allocations import AllocationService
+from genesis_platform.governance.state import AssetFacts
+from genesis_platform.labs._futures import failed
 from genesis_platform.labs._oplog import OperationRecords
 from genesis_platform.labs.drivers import StationConfig, open_driver
 from genesis_platform.labs.emulators import EMULATORS, get_emulator
@@ -157,12 +164,14 @@ class StationHandle:
         priority: int,
         owned: bool = False,
         on_close: Callable[[], object] | None = None,
+        allocations: AllocationService | None = None,
     ) -> None:
         self._scheduler = scheduler
         self._project = project
         self._priority = priority
         self._owned = owned
         self._on_close = on_close
+        self._allocations = allocations
         self._mine: dict[str, Future[Measurement]] = {}
         self._lock = threading.Lock()
 
@@ -175,7 +184,17 @@ class StationHandle:
         return self._scheduler.status()
 
     def run(self, op: Operation) -> Future[Measurement]:
-        """Queue ``op`` for this handle's project and priority."""
+        """Queue ``op`` for this handle's project and priority.
+
+        The future fails with AllocationExceeded, and nothing is queued or recorded, when
+        the project has an allocation on the station and nothing is left of it (or it is
+        not active).
+        """
+        if self._allocations is not None:
+            try:
+                self._allocations.check(self._project, "station", self._scheduler.name)
+            except AllocationExceeded as exc:
+                return failed(exc)
         future = self._scheduler.submit(op, self._project, self._priority)
         with self._lock:
             self._mine[op.id] = future
@@ -206,13 +225,15 @@ class StationHandle:
 
 
 class StationService:
-    """Stations of one platform."""
+    """Stations of one platform (their use limited by ``allocations`` when given)."""
 
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, allocations: AllocationService | None = None) -> None:
         self._ctx = ctx
+        ctx.resolve("station", self._builtin_facts)
+        self._allocations = allocations
         self._lock = threading.Lock()
-        self._records = OperationRecords(ctx)
-        self._private_records = OperationRecords(ctx, ends_wait=False)
+        self._records = OperationRecords(ctx, allocations=allocations)
+        self._private_records = OperationRecords(ctx, ends_wait=False, allocations=allocations)
         self._open: dict[str, StationScheduler] = {}
         self._private: dict[str, list[StationScheduler]] = {}
         self._seen: dict[str, int] = {}  # station -> newest command id carried out or skipped
@@ -262,12 +283,15 @@ class StationService:
                     created_by=str(self._ctx.principal),
                 )
             )
+            self._ctx.register_asset(s, "station", name)
         return self.get(name)
 
     def list(self) -> builtins.list[StationRecord]:
         """Every station: the built-in ones and the registered ones, by name."""
         with self._ctx.reading(Resource("station", "*")) as s:
             rows = [_record(row) for row in s.scalars(select(StationRow))]
+        seen = self._ctx.visible("station", [record.name for record in rows])
+        rows = [record for record, ok in zip(rows, seen, strict=True) if ok]
         return sorted([*_builtins(), *rows], key=lambda record: record.name)
 
     def get(self, name: str) -> StationRecord:
@@ -335,6 +359,7 @@ class StationService:
         with self._ctx.mutation("write", Resource("station", name), {"op": "remove"}) as s:
             s.execute(delete(StationRow).where(StationRow.name == name))
             s.execute(delete(StationStatusRow).where(StationStatusRow.station == name))
+            self._ctx.forget_asset(s, "station", name)
 
     # -- using -------------------------------------------------------------------------------
 
@@ -376,11 +401,15 @@ class StationService:
     def handle(self, name: str, project: str = "", priority: int = 0) -> StationHandle:
         """Station ``name`` for one campaign: its operations count for ``project``.
 
+        ``project`` defaults to the principal's.
+
         Raises:
             NotFound: no such station.
             StationError: its driver cannot be reached.
         """
-        return StationHandle(self.open(name), project, priority)
+        project = project or self._ctx.principal.project or ""
+        self._ctx.check_project(project)
+        return StationHandle(self.open(name), project, priority, allocations=self._allocations)
 
     def private(
         self, name: str, station: Station, project: str = "", priority: int = 0
@@ -401,7 +430,12 @@ class StationService:
             self._private.setdefault(name, []).append(scheduler)
         self._start_watcher()
         return StationHandle(
-            scheduler, project, priority, owned=True, on_close=lambda: self._forget(scheduler)
+            scheduler,
+            project or self._ctx.principal.project or "",
+            priority,
+            owned=True,
+            on_close=lambda: self._forget(scheduler),
+            allocations=self._allocations,
         )
 
     def status(self, name: str) -> StationStatus:
@@ -533,7 +567,9 @@ class StationService:
             query = query.where(StationOperationRow.project == project)
         self._flush_records()
         with self._ctx.reading(Resource("station", station or "*")) as s:
-            return [_operation(row) for row in s.scalars(query)]
+            rows = [_operation(row) for row in s.scalars(query)]
+        keep = self._sees_operation()
+        return [row for row in rows if keep(row.station, row.project)]
 
     def usage(
         self, *, project: str | None = None, station: str | None = None
@@ -549,7 +585,36 @@ class StationService:
             query = query.where(StationOperationRow.station == station)
         self._flush_records()
         with self._ctx.reading(Resource("station", station or "*")) as s:
-            return {(p, st): float(total or 0.0) for p, st, total in s.execute(query)}
+            totals = {(p, st): float(total or 0.0) for p, st, total in s.execute(query)}
+        keep = self._sees_operation()
+        return {key: total for key, total in totals.items() if keep(key[1], key[0])}
+
+    def _builtin_facts(self, name: str) -> AssetFacts | None:
+        """A built-in station is the operator's and public: anyone reads and runs it."""
+        if name not in EMULATORS:
+            return None
+        return AssetFacts("station", name, self._ctx.operator, access="public")
+
+    def _sees_operation(self) -> Callable[[str, str], bool]:
+        """Whether the principal sees an operation's record, by ``(station, project)``.
+
+        All of a station's records to those who may write to it (its owner's members);
+        otherwise those of the principal's projects on stations it may read.
+        """
+        projects = self._ctx.projects()
+        station_read: dict[str, bool] = {}
+        station_all: dict[str, bool] = {}
+
+        def keep(station: str, project: str) -> bool:
+            if projects is None:  # governance off
+                return True
+            if station not in station_read:
+                resource = Resource("station", station)
+                station_read[station] = self._ctx.may("read", resource)
+                station_all[station] = self._ctx.may("write", resource)
+            return station_read[station] and (station_all[station] or project in projects)
+
+        return keep
 
     def inventory(
         self, since: dt.datetime | None = None, until: dt.datetime | None = None

@@ -115,6 +115,9 @@ class ModelService:
                     model = Model(name=name, description=description, created_by=self._who)
                     s.add(model)
                     s.flush()
+                    self._ctx.register_asset(s, "model", name)
+                else:
+                    self._ctx.confirm_existing("write", "model", name)
                 row = ModelVersion(
                     model_id=model.id,
                     version=_next_version(s, model.id),
@@ -148,6 +151,8 @@ class ModelService:
         """Every model, by name."""
         with self._ctx.reading(Resource("model", "*")) as s:
             rows = with_version_stats(s, Model, ModelVersion.model_id, ModelVersion.version)
+            seen = self._ctx.visible("model", [m.name for m, _, _ in rows])
+            rows = [row for row, ok in zip(rows, seen, strict=True) if ok]
             out = []
             for model, n, latest in rows:
                 framework = s.scalar(
@@ -225,7 +230,12 @@ def _dataset_version_id(s: Session, ref: str) -> int:
 
 
 def _next_version(s: Session, model_id: int) -> int:
-    """One more than the latest version; the write lock (SQLite) or a retry makes it unique."""
+    """One more than the latest version, unique until the transaction ends.
+
+    The write lock (SQLite), or the model's row lock (PostgreSQL), makes the other writers
+    of the model wait until this one commits; they then number theirs after it.
+    """
+    s.execute(select(Model.id).where(Model.id == model_id).with_for_update(key_share=True))
     latest = s.scalar(
         select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model_id)
     )

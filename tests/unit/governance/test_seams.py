@@ -15,29 +15,29 @@ class DenyWrites:
         return Decision(action == "read", ("deny-writes",), "writes are closed")
 
 
-def test_local_principal_is_the_configured_user(genesis_home: Path) -> None:
+def test_local_principal_is_the_configured_user(genesis_home: Path, catalog_env: str) -> None:
     (genesis_home).mkdir(parents=True, exist_ok=True)
     (genesis_home / "genesis.toml").write_text('user = "ada"\n')
     with Platform.open() as p:
         assert str(p.principal) == "ada@local"
 
 
-def test_every_mutation_is_audited(platform: Platform, tmp_path: Path) -> None:
+def test_every_mutation_is_audited(any_platform: Platform, tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("x\n1\n")
-    platform.datasets.add("d", [tmp_path / "a.csv"])
-    platform.models.register("m", b"{}", framework="json")
-    with platform._db.session() as s:
+    any_platform.datasets.add("d", [tmp_path / "a.csv"])
+    any_platform.models.register("m", b"{}", framework="json")
+    with any_platform._db.session() as s:
         records = s.query(AuditRecord).order_by(AuditRecord.id).all()
     assert [(r.action, r.resource_kind, r.resource_id) for r in records] == [
         ("write", "dataset", "d"),
         ("write", "model", "m"),
     ]
-    assert all(r.principal == str(platform.principal) for r in records)
+    assert all(r.principal == str(any_platform.principal) for r in records)
 
 
-def test_a_policy_can_deny_and_nothing_is_stored(platform: Platform, tmp_path: Path) -> None:
+def test_a_policy_can_deny_and_nothing_is_stored(any_platform: Platform, tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("x\n1\n")
-    platform._ctx.policy = DenyWrites()
+    any_platform._ctx.policy = DenyWrites()
     with pytest.raises(AccessDenied, match="may not write dataset:d: writes are closed"):
-        platform.datasets.add("d", [tmp_path / "a.csv"])
-    assert platform.datasets.list() == []
+        any_platform.datasets.add("d", [tmp_path / "a.csv"])
+    assert any_platform.datasets.list() == []
