@@ -78,7 +78,7 @@ def test_ledger_bad_input_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: 
     for argv, message in [
         (["--commercialization", "sold"], "commercialization: 'sold' is not one of"),
         (["--ownership", "boss"], "ownership: 'boss' is not one of"),
-        (["--agreement", "nope"], "agreement: no agreement is named 'nope'"),
+        (["--agreement", "nope"], "agreement: local is a party to no agreement named 'nope'"),
         (["--partner", "ghost"], "partners: ghost is not a registered organization"),
         (["--commercialization", "licensed"], "commercialization: 'licensed' needs"),
         ([], "update: nothing to change"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,7 +26,13 @@ from genesis_platform.catalog.tables import Campaign as CampaignRow
 from genesis_platform.catalog.tables import ObservationRow, Trial
 from genesis_platform.compute.tasks import TaskService
 from genesis_platform.data.service import DatasetService
-from genesis_platform.errors import CampaignError, CampaignSpecError, InvalidInput, NotFound
+from genesis_platform.errors import (
+    CampaignError,
+    CampaignSpecError,
+    GenesisError,
+    InvalidInput,
+    NotFound,
+)
 from genesis_platform.governance import Resource, ServiceContext
 from genesis_platform.governance.ledger import Candidate, LedgerService
 from genesis_platform.labs.service import StationService
@@ -40,6 +47,7 @@ from genesis_platform.provenance import Edge, Node, ProvenanceGraph
 __all__ = ["Campaign", "CampaignInfo", "CampaignService", "TrialInfo"]
 
 _RESUMABLE = ("created", "running", "stopped", "failed")
+_log = logging.getLogger(__name__)
 _CAMPAIGN_OPTIONS = {
     "outcome_constraints": ("outcome_constraints", "outcome constraints"),
     "reference_point": ("reference_point", "a reference point"),
@@ -234,11 +242,24 @@ class CampaignService:
                     self._engine(campaign, planner, runner, bar, warm).run()
             else:
                 self._engine(campaign, planner, runner, None, warm).run()
-            self._record_outputs(campaign.id)
+            try:
+                self.record_outputs(campaign.id)
+            except GenesisError as exc:  # the campaign's results are safe: say how to retry
+                _log.warning(
+                    "campaign %s finished, but its IP ledger entries were not written (%s); "
+                    "write them with `genesis ledger record %s`",
+                    campaign.id,
+                    exc,
+                    campaign.id,
+                )
         return self.info(campaign.id)
 
-    def _record_outputs(self, campaign_id: int) -> None:
-        """Give a finished campaign's outputs their IP ledger entries (new ones only)."""
+    def record_outputs(self, campaign_id: int) -> None:
+        """Give a campaign's outputs their IP ledger entries (new ones only; idempotent).
+
+        Runs when a campaign finishes; run it again if that failed (``genesis ledger
+        record ID``).
+        """
         with self._ctx.reading(Resource("campaign", str(campaign_id))) as s:
             spec = CampaignSpec.from_dict(s.get_one(CampaignRow, campaign_id).spec)
             observed = s.execute(

@@ -11,7 +11,7 @@ import typer
 
 from genesis_platform.cli._common import console, open_platform, print_json, print_table
 from genesis_platform.errors import InvalidInput
-from genesis_platform.governance.allocations import AllocationInfo
+from genesis_platform.governance.allocations import AllocationInfo, format_hours
 
 app = typer.Typer(
     help="Allocations: node-, core- and instrument-hours granted to projects.",
@@ -41,9 +41,10 @@ def grant(
             project, site=site, station=station, unit=unit, amount=amount, starts=start, ends=end
         )
     console.print(
-        f"granted {info.project} {_num(info.amount)} {info.unit} on {info.kind} {info.resource} "
+        f"granted {info.project} {format_hours(info.amount)} {info.unit} "
+        f"on {info.kind} {info.resource} "
         f"from {_date(info.starts_at)} until {_date(info.ends_at)} "
-        f"({_num(info.used)} used, {_num(info.remaining)} left)",
+        f"({format_hours(info.used)} used, {format_hours(info.remaining)} left)",
         highlight=False,
         markup=False,
     )
@@ -59,7 +60,8 @@ def show(
         infos = p.allocations.show(project)
     if not json_out and not infos:
         console.print(
-            f"project {project} has no allocations: it is not limited anywhere",
+            f"no allocations of project {project} that you may see (a project without "
+            "allocations is not limited; those of projects you are not in are not shown)",
             highlight=False,
             markup=False,
         )
@@ -84,9 +86,9 @@ def _print(title: str, infos: Sequence[AllocationInfo], json_out: bool, with_pro
         [
             f"{i.kind} {i.resource}",
             i.unit,
-            _num(i.amount),
-            _num(i.used),
-            _num(i.remaining),
+            format_hours(i.amount),
+            format_hours(i.used),
+            format_hours(i.remaining),
             _date(i.ends_at),
             f"from {_date(i.starts_at)}" if i.state == "not started" else i.state,
         ]
@@ -115,7 +117,3 @@ def _date(when: dt.datetime) -> str:
     if (when.hour, when.minute) == (0, 0):
         return f"{when:%Y-%m-%d}"
     return f"{when:%Y-%m-%d %H:%M}"
-
-
-def _num(value: float) -> str:
-    return f"{value:.4g}"

@@ -55,6 +55,17 @@ def list_(
     )
 
 
+@app.command("record")
+def record(
+    campaign: int = typer.Argument(..., metavar="CAMPAIGN", help="The campaign's id."),
+) -> None:
+    """Write a campaign's missing ledger entries (done when it finishes; safe to repeat)."""
+    with open_platform() as p:
+        p.campaigns.record_outputs(campaign)
+        entries = p.ledger.entries(campaign)
+    console.print(f"campaign {campaign}: {len(entries)} ledger entries", highlight=False)
+
+
 @app.command("show")
 def show(
     entry_id: int = typer.Argument(..., metavar="ID", help="Entry id (`genesis ledger list`)."),

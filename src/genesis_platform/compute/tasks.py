@@ -38,6 +38,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -172,6 +173,8 @@ class _Tracked:
     current: TaskFuture | None = None
     timer: threading.Timer | None = field(default=None, repr=False)
     files: TaskFiles = field(default_factory=TaskFiles)
+    started: float | None = None
+    """When its current attempt started (monotonic seconds), once it has."""
 
 
 class TaskService:
@@ -432,6 +435,7 @@ class TaskService:
 
     def _started(self, tracked: _Tracked, future: TaskFuture) -> None:
         if tracked.current is future and not future.done():
+            tracked.started = time.monotonic()
             self._recorder.update(tracked.task_id, {"state": "active", "started_at": utcnow()})
 
     def _done(self, tracked: _Tracked, future: Future[TaskResult]) -> None:
@@ -799,6 +803,8 @@ class TaskService:
         with self._lock:
             self._tracked.pop(tracked.task_id, None)
         values.update(state=state, finished_at=utcnow())
+        if not values.get("usage") and tracked.started is not None:
+            values["usage"] = _reserved_usage(tracked, time.monotonic() - tracked.started)
         charge = None
         if self._allocations is not None:  # charged with the final record; frees its hold
             hold, tracked.hold = tracked.hold, None
@@ -910,6 +916,19 @@ def _check_local(spec: TaskSpec) -> None:
                 f"no program {program!r} on this machine",
                 "check the name, or give its full path",
             )
+
+
+def _reserved_usage(tracked: _Tracked, wall_s: float) -> dict[str, float]:
+    """What an attempt that ended without a measurement (canceled, lost) held while it ran.
+
+    Its cores (and GPUs) for its wall time, as batch facilities charge: so canceling work
+    before it ends is no way around an allocation.
+    """
+    r = tracked.spec.resources
+    usage = {"wall_seconds": wall_s, "core_seconds": r.cores * r.nodes * wall_s, "estimated": 1.0}
+    if r.gpus:
+        usage["gpu_seconds"] = r.gpus * r.nodes * wall_s
+    return usage
 
 
 def _usage(usage: Mapping[str, Any], resources: Resources) -> dict[str, float]:

@@ -44,7 +44,7 @@ from genesis_platform.catalog.tables import (
     OrgRow,
     utcnow,
 )
-from genesis_platform.errors import AccessDenied, InvalidInput, NotFound
+from genesis_platform.errors import AccessDenied, GenesisError, InvalidInput, NotFound
 from genesis_platform.governance.authorize import Resource
 from genesis_platform.governance.context import ServiceContext
 from genesis_platform.governance.identity import check_name
@@ -477,7 +477,7 @@ class AgreementService:
                 parties = _party_rows(s, row.id)
                 mine = next((p for p in parties if p.org == me.org), None)
                 if mine is None:
-                    raise _not_a_party(str(me), "sign", name, [p.org for p in parties])
+                    raise _not_a_party(self._ctx, "sign", name, [p.org for p in parties])
                 now = utcnow()
                 _check_open(row, now, "signed")
                 if mine.signed_at is not None:
@@ -514,7 +514,7 @@ class AgreementService:
                 row = _locked(s, name)
                 orgs = [p.org for p in _party_rows(s, row.id)]
                 if me.org not in orgs:
-                    raise _not_a_party(str(me), "terminate", name, orgs)
+                    raise _not_a_party(self._ctx, "terminate", name, orgs)
                 if row.state == "terminated":
                     raise InvalidInput(
                         "name",
@@ -585,7 +585,7 @@ def _refusals(ctx: ServiceContext, name: str, verb: str) -> Iterator[None]:
         if row is None:
             raise
         if me.org not in orgs:
-            raise _not_a_party(str(me), verb, name, orgs, exc.details) from exc
+            raise _not_a_party(ctx, verb, name, orgs, exc.details) from exc
         raise AccessDenied(
             f"{exc}; an owner or admin of {me.org} {verb}s it for {me.org}",
             **{**exc.details, "parties": orgs},
@@ -593,9 +593,21 @@ def _refusals(ctx: ServiceContext, name: str, verb: str) -> Iterator[None]:
 
 
 def _not_a_party(
-    who: str, verb: str, name: str, orgs: Sequence[str], details: Mapping[str, Any] | None = None
-) -> AccessDenied:
-    org = who.rpartition("@")[2]
+    ctx: ServiceContext,
+    verb: str,
+    name: str,
+    orgs: Sequence[str],
+    details: Mapping[str, Any] | None = None,
+) -> GenesisError:
+    """The refusal of a non-party: naming the parties only to those who may read it.
+
+    To others it is the refusal of an agreement that does not exist, so they learn neither
+    that it exists nor who signed it.
+    """
+    if not ctx.may("read", Resource("agreement", name)):
+        return NotFound("agreement", name, _LIST_HINT)
+    who = str(ctx.principal)
+    org = ctx.principal.org
     return AccessDenied(
         f"{who} may not {verb} agreement {name}: {org} is not a party to it (its parties are "
         f"{', '.join(orgs)}); an owner or admin of a party {verb}s it",

@@ -49,6 +49,7 @@ __all__ = [
     "AllocationService",
     "Charge",
     "Hold",
+    "format_hours",
     "task_needs",
 ]
 
@@ -243,6 +244,8 @@ class AllocationService:
                     f"{_day(end)} is not after the start, {_day(start)}",
                     "give an end after the start",
                 )
+            if ends is not None and end <= utcnow():
+                raise InvalidInput("ends", f"{_day(end)} is past", "give an end in the future")
             row.amount, row.starts_at, row.ends_at = amount, start, end
             s.flush()
             info = _info(row, utcnow())
@@ -532,25 +535,28 @@ def _refusal(
             else f"starts on {_day(a.starts_at)}"
         )
         return refusal(
-            f"project {a.project}'s allocation of {_num(a.amount)} {a.unit} on {where} {when}; "
+            f"project {a.project}'s allocation of {format_hours(a.amount)} {a.unit} "
+            f"on {where} {when}; "
             "ask an operator for a new one with `genesis allocation grant`"
         )
     if not bounded:
         return refusal(
-            f"project {a.project} has an allocation of {_num(a.amount)} {a.unit} on {where}, "
+            f"project {a.project} has an allocation of {format_hours(a.amount)} {a.unit} "
+            f"on {where}, "
             "and this task gives no walltime, so what it may use cannot be bounded; give it "
             "one (resources.walltime_s) or set the site's default_walltime_s option",
             "resources.walltime_s",
         )
     message = (
-        f"project {a.project} has {_num(remaining)} of {_num(a.amount)} {a.unit} left on "
+        f"project {a.project} has {format_hours(remaining)} of {format_hours(a.amount)} "
+        f"{a.unit} left on "
         f"{where} until {_day(a.ends_at)}"
     )
     if held > 0:
-        message += f" ({_num(held)} more held by its tasks running here)"
+        message += f" ({format_hours(held)} more held by its tasks running here)"
     if need is not None:
         work = "task" if a.kind == "site" else "operation"
-        message += f"; this {work} asks for up to {_num(need)} {a.unit}"
+        message += f"; this {work} asks for up to {format_hours(need)} {a.unit}"
         message += f" ({how})" if how else ""
     return refusal(message + "; ask an operator for more with `genesis allocation grant`")
 
@@ -649,8 +655,13 @@ def _seconds(value: Any) -> float:
     return max(0.0, float(value))
 
 
-def _num(value: float) -> str:
-    return f"{value:.3g}"
+def format_hours(value: float) -> str:
+    """Hours for people: four significant digits, thousands separated, no exponent."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    decimals = max(0, 3 - math.floor(math.log10(abs(value))))
+    text = f"{value:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _day(when: dt.datetime) -> str:

@@ -69,6 +69,8 @@ _COLLECTIONS = frozenset(
     }
 )
 """Kinds listed as a whole besides the assets (``org:*``, ...)."""
+_NOBODY = ""
+"""The owner of agreements: no organization (their parties act on them, not an owner)."""
 _SMALL_HANDLE = 5_000
 _STALE_HANDLE_S = 300.0
 DECISION_TTL_S = 1.0
@@ -213,6 +215,7 @@ class _Entities:
                 "covers": [_ref("Asset", c) for c in sorted(g.covers)],
                 "coversOwners": [_ref("Org", o) for o in sorted(g.covers_owners)],
                 "redistribution": g.redistribution,
+                "exportControl": g.export_control,
                 "startsAt": g.starts_at,
                 "expiresAt": g.expires_at,
             },
@@ -400,8 +403,8 @@ class CedarPolicy:
             return AssetFacts(kind, name, name, access="public")
         if kind == "agreement":
             g = self.state.agreement(name)
-            if g is not None:  # its parties' admins act on it, its parties' members read it
-                return AssetFacts(kind, name, self.operator, shared_with=g.parties)
+            if g is not None:  # its parties' members read it, their admins act on it
+                return AssetFacts(kind, name, _NOBODY, shared_with=g.parties)
             return AssetFacts(kind, name, principal.org)
         if kind == "project":
             p = self.state.project(name)

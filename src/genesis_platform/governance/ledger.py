@@ -365,10 +365,12 @@ def _changes(
         _choice("ownership", ownership, OWNERSHIP)
         changes["ownership"] = ownership
     if agreement is not None:
+        if not isinstance(agreement, str):
+            raise InvalidInput("agreement", f"{agreement!r} is not an agreement's name")
         changes["agreement"] = agreement.strip()
     if partners is not None:
-        if isinstance(partners, str):
-            raise InvalidInput("partners", "give a list of organizations, not one string")
+        if isinstance(partners, str) or not all(isinstance(p, str) for p in partners):
+            raise InvalidInput("partners", "give a list of organization names")
         unique = list(dict.fromkeys(p.strip() for p in partners))
         if not unique or "" in unique:
             raise InvalidInput(
@@ -376,6 +378,8 @@ def _changes(
             )
         changes["partners"] = unique
     if note is not None:
+        if not isinstance(note, str):
+            raise InvalidInput("note", f"{note!r} is not text")
         changes["note"] = note
     if not changes:
         raise InvalidInput(
@@ -412,22 +416,25 @@ def _check_agreement(s: Session, row: IpLedgerRow, changes: Mapping[str, Any]) -
         return
     if "agreement" not in changes:
         return
-    agreement_id = s.scalar(select(AgreementRow.id).where(AgreementRow.name == name))
-    if agreement_id is None:
-        raise InvalidInput(
-            "agreement", f"no agreement is named {name!r}", "`genesis agreement list` shows them"
-        )
-    party = s.scalar(
+    found = s.scalar(select(AgreementRow).where(AgreementRow.name == name))
+    party = found is not None and s.scalar(
         select(AgreementPartyRow.id).where(
-            AgreementPartyRow.agreement_id == agreement_id,
+            AgreementPartyRow.agreement_id == found.id,
             AgreementPartyRow.org == row.owner_org,
         )
     )
-    if party is None:
+    if found is None or not party:  # one answer for both: no leak of others' agreements
         raise InvalidInput(
             "agreement",
-            f"the owner {row.owner_org} is not a party to agreement {name!r}",
-            f"name an agreement {row.owner_org} is a party to",
+            f"{row.owner_org} is a party to no agreement named {name!r}",
+            "`genesis agreement list` shows its agreements",
+        )
+    now = utcnow()
+    if found.state != "active" or not found.starts_at <= now < found.expires_at:
+        raise InvalidInput(
+            "agreement",
+            f"agreement {name!r} is not in force (signed by every party, started, not expired)",
+            "name an agreement in force, or get this one signed",
         )
 
 

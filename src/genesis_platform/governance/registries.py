@@ -347,19 +347,22 @@ def _require_org(s: Session, field: str, org: str) -> None:
 
 
 def _check_mou(s: Session, org: str, mou: str) -> None:
-    agreement_id = s.scalar(select(AgreementRow.id).where(AgreementRow.name == mou))
-    if agreement_id is None:
-        raise InvalidInput(
-            "mou", f"no agreement is named {mou!r}", "`genesis agreement list` shows them"
-        )
-    party = s.scalar(
+    """``mou`` is an MOU or CRADA ``org`` is a party to, not terminated."""
+    found = s.scalar(select(AgreementRow).where(AgreementRow.name == mou))
+    party = found is not None and s.scalar(
         select(AgreementPartyRow.id).where(
-            AgreementPartyRow.agreement_id == agreement_id, AgreementPartyRow.org == org
+            AgreementPartyRow.agreement_id == found.id, AgreementPartyRow.org == org
         )
     )
-    if party is None:
+    if found is None or not party:
         raise InvalidInput(
-            "mou", f"{org} is not a party to agreement {mou!r}", f"name an MOU {org} is a party to"
+            "mou", f"{org} is a party to no agreement named {mou!r}", "name an MOU it signed"
+        )
+    if found.kind not in ("mou", "crada") or found.state == "terminated":
+        raise InvalidInput(
+            "mou",
+            f"agreement {mou!r} is a {found.state} {found.kind}",
+            "name an MOU (or CRADA) that is not terminated",
         )
 
 

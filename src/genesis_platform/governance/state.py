@@ -95,6 +95,7 @@ class AgreementFacts:
     covers: frozenset[str]
     covers_owners: frozenset[str]
     redistribution: bool
+    export_control: bool
     starts_at: int
     expires_at: int
 
@@ -314,6 +315,7 @@ def _agreement(g: AgreementRow, parties: list[AgreementPartyRow]) -> AgreementFa
         covers=frozenset(c for c in covers if not c.startswith("owner:")),
         covers_owners=frozenset(c.removeprefix("owner:") for c in covers if c.startswith("owner:")),
         redistribution=bool(terms.get("redistribution", False)),
+        export_control=bool(terms.get("export_control", False)),
         starts_at=int(g.starts_at.timestamp()),
         expires_at=int(g.expires_at.timestamp()),
     )

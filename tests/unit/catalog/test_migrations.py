@@ -3,6 +3,7 @@ every catalog backend."""
 
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -77,3 +78,27 @@ def test_the_audit_chain_migration_chains_existing_records(empty_catalog_url: st
         result = AuditLog().verify(s)
     db.close()
     assert result.ok and result.records == 3
+
+
+def test_assets_from_before_governance_become_the_operators(
+    empty_catalog_url: str, genesis_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from genesis_platform import Platform
+    from genesis_platform.governance import Resource
+
+    db = Database(empty_catalog_url, migrate=False)
+    _migrate(db, "0005")  # a catalog from before governance, with a dataset and a site
+    with db.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO datasets (name, description, license, created_at, created_by) "
+                "VALUES ('spectra', '', '', '2026-11-01 10:00:00.000000', 'ada@local')"
+            )
+        )
+    db.close()
+    genesis_home.mkdir(parents=True, exist_ok=True)
+    (genesis_home / "genesis.toml").write_text('user = "ada"\norg = "argonne"\n')
+    monkeypatch.setenv("GENESIS_CATALOG_URL", empty_catalog_url)
+    with Platform.open(genesis_home) as p:
+        assert p.assets.get("dataset", "spectra").owner == "argonne"
+        assert p._ctx.may("administer", Resource("dataset", "spectra"))

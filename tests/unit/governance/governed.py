@@ -41,6 +41,7 @@ def agree(
     signed: Sequence[str] | None = None,
     state: str = "active",
     redistribution: bool = False,
+    export_control: bool = False,
     starts: dt.datetime | None = None,
     expires: dt.datetime | None = None,
 ) -> None:
@@ -52,7 +53,11 @@ def agree(
             name=name,
             kind="data-use",
             state=state,
-            terms={"permitted_uses": list(uses), "redistribution": redistribution},
+            terms={
+                "permitted_uses": list(uses),
+                "redistribution": redistribution,
+                "export_control": export_control,
+            },
             covers=list(covers),
             starts_at=starts or now - dt.timedelta(days=1),
             expires_at=expires or now + dt.timedelta(days=30),

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 
 from genesis_platform import Platform, Principal
-from genesis_platform.catalog.tables import StationOperationRow, TaskRow
+from genesis_platform.catalog.tables import AllocationRow, StationOperationRow, TaskRow
 from genesis_platform.compute.protocols import Resources
 from genesis_platform.errors import (
     AccessDenied,
@@ -307,7 +307,7 @@ def test_station_operations_are_charged_and_refused_once_nothing_is_left(
             ran += 1
     assert 4 <= ran <= 6
     message = str(error.value)
-    assert f"project {PROJECT} has 0 of 2.5e-05 instrument-hours left on station cell" in message
+    assert f"project {PROJECT} has 0 of 0.000025 instrument-hours left on station cell" in message
     assert "ask an operator for more with `genesis allocation grant`" in message
     assert (error.value.remaining, error.value.field) == (0.0, "allocation")
     ops = p.stations.operations(station="cell", limit=100)
@@ -346,8 +346,8 @@ def test_tasks_still_running_hold_their_worst_case(any_platform: Platform) -> No
     first = sleeper(p, 1.0, walltime_s=30)  # holds 30 core-seconds
     with pytest.raises(AllocationExceeded) as error:
         sleeper(p, walltime_s=30)
-    assert "has 0.00417 of 0.0125 core-hours left" in str(error.value)
-    assert "(0.00833 more held by its tasks running here)" in str(error.value)
+    assert "has 0.004167 of 0.0125 core-hours left" in str(error.value)
+    assert "(0.008333 more held by its tasks running here)" in str(error.value)
     first.result(timeout=60)
     p.tasks.list()  # its charge is written: its hold released
     sleeper(p, walltime_s=30).result(timeout=60)
@@ -378,14 +378,25 @@ def test_a_task_without_walltime_counts_at_the_sites_default_or_is_refused(
 
 def test_an_allocation_outside_its_dates_refuses(any_platform: Platform) -> None:
     p = any_platform
+    with pytest.raises(InvalidInput, match="ends: 2021-01-01 is past"):
+        p.allocations.grant(
+            PROJECT,
+            site="local",
+            unit="core-hours",
+            amount=10,
+            starts=dt.date(2020, 1, 1),
+            ends=dt.date(2021, 1, 1),
+        )
     p.allocations.grant(
         PROJECT,
         site="local",
         unit="core-hours",
         amount=10,
         starts=dt.date(2020, 1, 1),
-        ends=dt.date(2021, 1, 1),
+        ends=dt.date(2030, 1, 1),
     )
+    with p._db.session() as s:  # time passes: the grant ended
+        s.execute(update(AllocationRow).values(ends_at=dt.datetime(2021, 1, 1, tzinfo=dt.UTC)))
     p.allocations.grant(
         PROJECT,
         station="electrolyte",
@@ -452,7 +463,7 @@ def test_a_campaign_whose_station_allocation_runs_out_stops_with_the_reason(
     info = campaign.run()
     assert info.state == "stopped"
     assert info.stop_reason.startswith(
-        f"allocation exhausted: project {PROJECT} has 0 of 2.5e-05 instrument-hours left on "
+        f"allocation exhausted: project {PROJECT} has 0 of 0.000025 instrument-hours left on "
         "station electrolyte"
     )
     assert 3 <= info.n_observed < 30 and info.n_failed == 0 and info.n_canceled == 1
@@ -474,7 +485,26 @@ def test_a_campaign_refused_on_its_site_stops_and_runs_nothing_more(platform: Pl
     info = campaign.run()
     # The first trial holds a minute; the second does not fit in the 30 s left.
     assert (info.state, info.n_observed, info.n_failed, info.n_canceled) == ("stopped", 1, 0, 1)
-    assert "(0.0167 more held by its tasks running here)" in info.stop_reason
-    assert "asks for up to 0.0167 core-hours" in info.stop_reason
+    assert "(0.01667 more held by its tasks running here)" in info.stop_reason
+    assert "asks for up to 0.01667 core-hours" in info.stop_reason
     assert "(1 core \N{MULTIPLICATION SIGN} 1 min default walltime of site hpc)" in info.stop_reason
     assert count(p, TaskRow) == 1  # the refused trial's task was never stored
+
+
+def test_canceled_work_is_charged_for_the_cores_it_held(any_platform: Platform) -> None:
+    p = any_platform
+    p.allocations.grant(PROJECT, site="local", unit="core-hours", amount=1)
+    future = sleeper(p, seconds=30, cores=2)
+    deadline = time.monotonic() + 30
+    while p.tasks.list()[0].state != "active" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    future.cancel()
+    deadline = time.monotonic() + 30
+    while allocation(p, "local", "core-hours").used == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [task] = p.tasks.list()
+    assert task.state == "canceled"
+    assert task.usage["estimated"] == 1.0 and task.usage["wall_seconds"] >= 1.0
+    used = allocation(p, "local", "core-hours").used
+    assert used == pytest.approx(2 * task.usage["wall_seconds"] / 3600)  # 2 cores held

@@ -228,3 +228,30 @@ def test_forbid_viewers_changes(world: Platform) -> None:
 def test_unknown_principal_and_token_scope(world: Platform) -> None:
     assert denied_by(world, "eve@beta", "read", "dataset:public") == {"unknown-principal"}
     assert denied_by(world, "bob@nowhere", "read", "dataset:public") == {"unknown-principal"}
+
+
+def test_public_run(world: Platform) -> None:
+    world.sites.add("open-cluster", "ray", {})
+    set_asset(world, "site", "open-cluster", owner_org="acme", access="public")
+    assert allowed_by(world, "bob@beta", "run", "site:open-cluster") == {"public-run"}
+    assert denied_by(world, "bob@beta", "administer", "site:open-cluster") == {"default-deny"}
+    assert denied_by(world, "bob@beta", "run", "dataset:public") == {"default-deny"}
+
+
+def test_forbid_export_controlled_agreement_uncleared(world: Platform) -> None:
+    agree(world, "du", ["acme", "beta"], ["dataset:gated"], export_control=True)
+    assert denied_by(world, "bob@beta", "read", "dataset:gated") == {
+        "forbid-export-controlled-agreement-uncleared"
+    }
+    assert "owner-members-read" in allowed_by(world, "amy@acme", "read", "dataset:gated")
+    world.orgs.clear_for_export("beta")
+    assert allowed_by(world, "bob@beta", "read", "dataset:gated") == {"agreement-read"}
+
+
+def test_agreements_belong_to_their_parties_not_to_the_operator(world: Platform) -> None:
+    agree(world, "du", ["acme", "beta"], ["dataset:gated"])
+    assert "shared-orgs-read" in allowed_by(world, "ben@beta", "read", "agreement:du")
+    assert "shared-org-admins-write" in allowed_by(world, "bea@beta", "write", "agreement:du")
+    assert denied_by(world, "bob@beta", "write", "agreement:du") == {"default-deny"}
+    assert denied_by(world, "olga@local", "read", "agreement:du") == {"default-deny"}
+    assert "operator-admins" in allowed_by(world, str(world.principal), "read", "agreement:du")

@@ -18,9 +18,9 @@ from genesis_platform.catalog.tables import (
     GovernanceChange,
     IpLedgerRow,
 )
-from genesis_platform.errors import AccessDenied, InvalidInput, NotFound
+from genesis_platform.errors import AccessDenied, CatalogError, InvalidInput, NotFound
 from genesis_platform.governance import Principal
-from genesis_platform.governance.ledger import LedgerEntry
+from genesis_platform.governance.ledger import LedgerEntry, LedgerService
 
 SPACE = {
     "salt_molality": {"type": "real", "low": 0.1, "high": 3.0},
@@ -290,8 +290,28 @@ def test_agreement_must_bind_the_owner_and_licensing_needs_one(
     _agreement(platform, "beta-license", me, "beta")
     [entry, *_] = platform.ledger.entries(finished.id)
 
-    with pytest.raises(InvalidInput, match=f"the owner {me} is not a party"):
-        platform.ledger.update(entry.id, agreement="beta-gamma-license")
+    # not a party, or no such agreement: one answer, so others' agreements stay unknown
+    for name in ("beta-gamma-license", "nope"):
+        with pytest.raises(InvalidInput, match=f"{me} is a party to no agreement named '{name}'"):
+            platform.ledger.update(entry.id, agreement=name)
+    with platform._db.session() as s:  # a draft grants nothing
+        s.add(
+            AgreementRow(
+                name="draft-license",
+                kind="license",
+                state="draft",
+                starts_at=dt.datetime.now(dt.UTC),
+                expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=9),
+            )
+        )
+        s.flush()
+        draft = s.scalar(select(AgreementRow.id).where(AgreementRow.name == "draft-license"))
+        s.add(AgreementPartyRow(agreement_id=draft, org=me))
+    with pytest.raises(InvalidInput, match="'draft-license' is not in force"):
+        platform.ledger.update(entry.id, agreement="draft-license")
+    for bad in ({"partners": [1]}, {"agreement": 5}, {"note": 5}):
+        with pytest.raises(InvalidInput):
+            platform.ledger.update(entry.id, **bad)  # type: ignore[arg-type]
     licensed = platform.ledger.update(
         entry.id,
         agreement="beta-license",
@@ -323,3 +343,18 @@ def test_unknown_entry_and_campaign_are_not_found(platform: Platform) -> None:
         platform.ledger.update(99, note="x")
     with pytest.raises(NotFound, match="campaign 42 does not exist"):
         platform.ledger.entries(campaign=42)
+
+
+def test_entries_lost_at_the_end_of_a_campaign_can_be_written_later(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise CatalogError("the catalog went away for a moment")
+
+    with monkeypatch.context() as m:
+        m.setattr(LedgerService, "record_campaign", broken)
+        info = platform.campaigns.create(_spec()).run()
+    assert info.state == "completed" and platform.ledger.entries(campaign=info.id) == []
+    platform.campaigns.record_outputs(info.id)
+    platform.campaigns.record_outputs(info.id)  # again: nothing doubles
+    assert len(platform.ledger.entries(campaign=info.id)) == 5
