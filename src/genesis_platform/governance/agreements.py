@@ -45,6 +45,7 @@ from genesis_platform.catalog.tables import (
     utcnow,
 )
 from genesis_platform.errors import AccessDenied, GenesisError, InvalidInput, NotFound
+from genesis_platform.governance._validate import one_of
 from genesis_platform.governance.authorize import Resource
 from genesis_platform.governance.context import ServiceContext
 from genesis_platform.governance.identity import check_name
@@ -619,12 +620,7 @@ def _not_a_party(
 
 
 def _choice(field_name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise InvalidInput(
-            field_name,
-            f"{value!r} is not one of {', '.join(allowed)}",
-            "`genesis agreement templates` describes each kind",
-        )
+    one_of(field_name, value, allowed, "`genesis agreement templates` describes each kind")
 
 
 def _parties(parties: Sequence[str], mine: str) -> list[str]:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from genesis_platform.catalog.tables import AssetRow, Campaign, MemberRow, Model, OrgRow
 from genesis_platform.errors import InvalidInput, NotFound
+from genesis_platform.governance._validate import one_of
 from genesis_platform.governance.authorize import Resource
 from genesis_platform.governance.context import ServiceContext
 
@@ -53,11 +54,6 @@ class AssetInfo:
     created_at: dt.datetime
 
 
-def _check(field: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise InvalidInput(field, f"{value!r} is not one of {', '.join(allowed)}")
-
-
 class AssetService:
     """Governance attributes of assets (``p.assets``)."""
 
@@ -70,7 +66,7 @@ class AssetService:
         Raises:
             NotFound: no such asset (or one created before governance, never registered).
         """
-        _check("kind", kind, KINDS)
+        one_of("kind", kind, KINDS)
         with self._ctx.reading(Resource(kind, name)) as s:
             return _info(_require(s, kind, name))
 
@@ -84,12 +80,12 @@ class AssetService:
         export_controlled: bool | None = None,
     ) -> AssetInfo:
         """Change the access level (needs ``share``), classification or export control."""
-        _check("kind", kind, KINDS)
+        one_of("kind", kind, KINDS)
         if access is not None:
-            _check("access", access, ACCESS)
+            one_of("access", access, ACCESS)
             self._ctx.authorize("share", Resource(kind, name))
         if classification is not None:
-            _check("classification", classification, CLASSIFICATION)
+            one_of("classification", classification, CLASSIFICATION)
         detail = {
             k: v
             for k, v in (
@@ -114,7 +110,7 @@ class AssetService:
         It becomes ``to``'s, pending review: only its submitter, ``to``'s owners and admins
         and ``reviewer`` (``user@org``) may read it until :meth:`review` decides.
         """
-        _check("kind", kind, KINDS)
+        one_of("kind", kind, KINDS)
         with self._ctx.mutation("share", Resource(kind, name), {"submit_to": to}) as s:
             row = _require(s, kind, name)
             if s.scalar(select(OrgRow.id).where(OrgRow.name == to)) is None:
@@ -131,7 +127,7 @@ class AssetService:
 
     def review(self, kind: str, name: str, decision: str, *, note: str = "") -> AssetInfo:
         """Approve or reject a pending submission (the owner's admins or its reviewer)."""
-        _check("decision", decision, DECISIONS)
+        one_of("decision", decision, DECISIONS)
         info = self.get(kind, name)
         if info.review != "pending":
             raise InvalidInput(

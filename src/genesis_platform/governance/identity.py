@@ -31,6 +31,7 @@ from genesis_platform.catalog.tables import (
     utcnow,
 )
 from genesis_platform.errors import InvalidInput, NotFound
+from genesis_platform.governance._validate import one_of
 from genesis_platform.governance.authorize import Resource
 from genesis_platform.governance.context import ServiceContext
 from genesis_platform.governance.state import record_change
@@ -63,12 +64,6 @@ def check_name(field: str, name: str) -> str:
             "use lowercase letters, digits, '.', '_' and '-', starting with a letter or digit",
         )
     return name
-
-
-def _choice(field: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise InvalidInput(field, f"{value!r} is not one of {', '.join(allowed)}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -204,8 +199,8 @@ class OrgService:
             NotFound: no such organization.
         """
         check_name("user", user)
-        _choice("role", role, ROLES)
-        _choice("vetting", vetting, VETTING)
+        one_of("role", role, ROLES)
+        one_of("vetting", vetting, VETTING)
         if vetting != "pending":
             self._ctx.authorize("administer", Resource("org", "*"))
         with self._ctx.mutation(
@@ -222,7 +217,7 @@ class OrgService:
 
     def set_role(self, org: str, user: str, role: str) -> MemberInfo:
         """Change a member's role (the organization's owners and admins)."""
-        _choice("role", role, ROLES)
+        one_of("role", role, ROLES)
         with self._ctx.mutation(
             "administer", Resource("org", org), {"user": user, "role": role}
         ) as s:
@@ -232,7 +227,7 @@ class OrgService:
 
     def vet(self, org: str, user: str, status: str) -> MemberInfo:
         """Set a member's vetting status: ``pending``, ``vetted`` or ``revoked`` (operator)."""
-        _choice("status", status, VETTING)
+        one_of("status", status, VETTING)
         self._ctx.authorize("administer", Resource("org", "*"))
         detail = {"user": user, "vetting": status}
         with self._ctx.mutation("administer", Resource("org", org), detail) as s:

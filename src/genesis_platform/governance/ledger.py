@@ -42,6 +42,7 @@ from genesis_platform.catalog.tables import (
     utcnow,
 )
 from genesis_platform.errors import InvalidInput, NotFound
+from genesis_platform.governance._validate import one_of
 from genesis_platform.governance.authorize import Resource
 from genesis_platform.governance.context import ServiceContext
 
@@ -359,10 +360,10 @@ def _changes(
     """The fields to set, each checked on its own (InvalidInput names the field)."""
     changes: dict[str, Any] = {}
     if commercialization is not None:
-        _choice("commercialization", commercialization, COMMERCIALIZATION)
+        one_of("commercialization", commercialization, COMMERCIALIZATION)
         changes["commercialization"] = commercialization
     if ownership is not None:
-        _choice("ownership", ownership, OWNERSHIP)
+        one_of("ownership", ownership, OWNERSHIP)
         changes["ownership"] = ownership
     if agreement is not None:
         if not isinstance(agreement, str):
@@ -388,11 +389,6 @@ def _changes(
             "give commercialization, ownership, agreement, partners or note",
         )
     return changes
-
-
-def _choice(field: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise InvalidInput(field, f"{value!r} is not one of {', '.join(allowed)}")
 
 
 def _check_agreement(s: Session, row: IpLedgerRow, changes: Mapping[str, Any]) -> None:

@@ -37,6 +37,7 @@ def agree(
     parties: Sequence[str],
     covers: Sequence[str],
     *,
+    kind: str = "data-use",
     uses: Sequence[str] = ("research",),
     signed: Sequence[str] | None = None,
     state: str = "active",
@@ -51,7 +52,7 @@ def agree(
     with p._db.session() as s:
         row = AgreementRow(
             name=name,
-            kind="data-use",
+            kind=kind,
             state=state,
             terms={
                 "permitted_uses": list(uses),

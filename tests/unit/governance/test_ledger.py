@@ -15,12 +15,12 @@ from genesis_platform.catalog.tables import (
     AgreementPartyRow,
     AgreementRow,
     Campaign,
-    GovernanceChange,
     IpLedgerRow,
 )
 from genesis_platform.errors import AccessDenied, CatalogError, InvalidInput, NotFound
 from genesis_platform.governance import Principal
 from genesis_platform.governance.ledger import LedgerEntry, LedgerService
+from tests.unit.governance.governed import agree
 
 SPACE = {
     "salt_molality": {"type": "real", "low": 0.1, "high": 3.0},
@@ -58,22 +58,8 @@ def _snapshot(p: Platform) -> list[tuple[Any, ...]]:
 
 
 def _agreement(p: Platform, name: str, *parties: str) -> None:
-    """An active agreement between ``parties`` (rows, as the agreement service stores them)."""
-    now = dt.datetime.now(dt.UTC)
-    with p._db.session() as s:
-        row = AgreementRow(
-            name=name,
-            kind="license",
-            state="active",
-            starts_at=now - dt.timedelta(days=1),
-            expires_at=now + dt.timedelta(days=365),
-            created_by=f"{p.principal}",
-        )
-        s.add(row)
-        s.flush()
-        for org in parties:
-            s.add(AgreementPartyRow(agreement_id=row.id, org=org, signed_by="x", signed_at=now))
-        s.add(GovernanceChange(kind="agreement", key=name))
+    """An active license between ``parties``."""
+    agree(p, name, parties, [], kind="license")
 
 
 @pytest.fixture

@@ -11,36 +11,21 @@ from sqlalchemy import select
 
 from genesis_platform import Platform
 from genesis_platform.catalog.tables import (
-    AgreementPartyRow,
-    AgreementRow,
     ChallengeRow,
-    GovernanceChange,
     PartnerRow,
 )
 from genesis_platform.errors import AccessDenied, InvalidInput, NotFound
 from genesis_platform.governance import Principal
+from tests.unit.governance.governed import agree
 
 THIS_YEAR = dt.datetime.now(dt.UTC).year
 
 
 def _agreement(p: Platform, name: str, *parties: str, expired: bool = False) -> None:
-    """An active agreement between ``parties`` (rows, as the agreement service stores them)."""
+    """An active MOU between ``parties`` (or one that expired yesterday)."""
     now = dt.datetime.now(dt.UTC)
     ends = now - dt.timedelta(days=1) if expired else now + dt.timedelta(days=365)
-    with p._db.session() as s:
-        row = AgreementRow(
-            name=name,
-            kind="mou",
-            state="active",
-            starts_at=now - dt.timedelta(days=30),
-            expires_at=ends,
-            created_by=f"{p.principal}",
-        )
-        s.add(row)
-        s.flush()
-        for org in parties:
-            s.add(AgreementPartyRow(agreement_id=row.id, org=org, signed_by="x", signed_at=now))
-        s.add(GovernanceChange(kind="agreement", key=name))
+    agree(p, name, parties, [], kind="mou", starts=now - dt.timedelta(days=30), expires=ends)
 
 
 def _rows(p: Platform) -> list[Any]:
