@@ -24,6 +24,7 @@ from genesis_platform.compute.protocols import Executor, TaskResult, TaskSpec
 from genesis_platform.compute.sites import LOCAL_SITE, SiteConfig, open_executor
 from genesis_platform.errors import InvalidInput, NotFound
 from genesis_platform.governance import Resource, ServiceContext
+from genesis_platform.governance.state import AssetFacts
 
 __all__ = ["SiteInfo", "SiteService", "SiteStatus"]
 
@@ -71,6 +72,7 @@ class SiteService:
 
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
+        ctx.resolve("site", self._builtin_facts)
         self._executors: dict[str, Executor] = {}
         self._configs: dict[str, SiteConfig] = {}
         self._lock = threading.Lock()
@@ -101,6 +103,10 @@ class SiteService:
             )
             self._ctx.register_asset(s, "site", name)
         return self.get(name)
+
+    def _builtin_facts(self, name: str) -> AssetFacts | None:
+        """The built-in site is the operator's: it runs on the platform's own machine."""
+        return AssetFacts("site", name, self._ctx.operator) if name == LOCAL_SITE else None
 
     def list(self) -> list[SiteInfo]:
         """The built-in ``local`` site, then every registered site by name."""

@@ -24,12 +24,12 @@ from genesis_platform.errors import InvalidInput, NotFound
 from genesis_platform.governance._validate import one_of
 from genesis_platform.governance.authorize import Resource
 from genesis_platform.governance.context import ServiceContext
+from genesis_platform.governance.state import ASSET_KINDS
 
 __all__ = ["ACCESS", "CLASSIFICATION", "AssetInfo", "AssetService"]
 
 ACCESS = ("public", "gated", "private")
 CLASSIFICATION = ("public", "controlled")
-KINDS = ("dataset", "model", "station", "site", "campaign")
 DECISIONS = ("approved", "rejected")
 
 
@@ -66,7 +66,7 @@ class AssetService:
         Raises:
             NotFound: no such asset (or one created before governance, never registered).
         """
-        one_of("kind", kind, KINDS)
+        one_of("kind", kind, ASSET_KINDS)
         with self._ctx.reading(Resource(kind, name)) as s:
             return _info(_require(s, kind, name))
 
@@ -80,7 +80,7 @@ class AssetService:
         export_controlled: bool | None = None,
     ) -> AssetInfo:
         """Change the access level (needs ``share``), classification or export control."""
-        one_of("kind", kind, KINDS)
+        one_of("kind", kind, ASSET_KINDS)
         if access is not None:
             one_of("access", access, ACCESS)
             self._ctx.authorize("share", Resource(kind, name))
@@ -110,7 +110,7 @@ class AssetService:
         It becomes ``to``'s, pending review: only its submitter, ``to``'s owners and admins
         and ``reviewer`` (``user@org``) may read it until :meth:`review` decides.
         """
-        one_of("kind", kind, KINDS)
+        one_of("kind", kind, ASSET_KINDS)
         with self._ctx.mutation("share", Resource(kind, name), {"submit_to": to}) as s:
             row = _require(s, kind, name)
             if s.scalar(select(OrgRow.id).where(OrgRow.name == to)) is None:

@@ -36,6 +36,7 @@ from genesis_platform.errors import ConfigError
 from genesis_platform.governance.authorize import Action, Decision, Resource
 from genesis_platform.governance.principal import Principal
 from genesis_platform.governance.state import (
+    ASSET_KINDS,
     AgreementFacts,
     AssetFacts,
     GovernanceState,
@@ -43,7 +44,6 @@ from genesis_platform.governance.state import (
 )
 
 __all__ = [
-    "ASSET_KINDS",
     "DECISION_TTL_S",
     "CedarPolicy",
     "PolicyFiles",
@@ -51,8 +51,8 @@ __all__ = [
     "schema_text",
 ]
 
-ASSET_KINDS = frozenset({"dataset", "model", "station", "site", "campaign"})
-"""Kinds whose governance attributes are stored (one ``assets`` row each)."""
+_STORED_KINDS = frozenset({*ASSET_KINDS, "agreement", "project"})
+"""Kinds of objects the governance state holds."""
 
 _COLLECTIONS = frozenset(
     {
@@ -301,7 +301,7 @@ class _Entities:
         for g in s.all_agreements():
             entities.append(self.agreement(g))
             keys.append(f"agreement/{g.name}")
-        for kind in sorted(ASSET_KINDS | _COLLECTIONS):
+        for kind in sorted({*ASSET_KINDS, *_COLLECTIONS}):
             entities.append(self.collection(kind))
             keys.append(f"collection/{kind}")
         return entities, keys
@@ -353,12 +353,12 @@ class CedarPolicy:
         member = self.state.member(principal.org, principal.name)
         if member is None:
             return _unknown(principal)
-        target = self._target(principal, resource)
-        if isinstance(target, AssetFacts) and _made_up_stored_kind(self.state, target):
+        target, made_up = self._target(principal, resource)
+        if made_up and resource.kind in _STORED_KINDS:
             # Unknown here: maybe created by another process since the last look.
             self.state.refresh(now=True)
             generation = self.state.generation
-            target = self._target(principal, resource)
+            target, made_up = self._target(principal, resource)
         agreements = self._agreements(principal, target)
         requests, keys = self._requests(principal, member, action, resource, target, agreements)
         entities: cedarpy.Entities | list[dict[str, Any]] | None = self.entities.handle_for(keys)
@@ -370,48 +370,42 @@ class CedarPolicy:
         self._decisions[key] = (decision, _valid_until(clock, agreements), generation)
         return decision
 
-    # listing ---------------------------------------------------------------------------
-
-    def visible(self, principal: Principal, kind: str, names: Sequence[str]) -> list[bool]:
-        """For each name, whether ``principal`` may read ``kind:name``."""
-        return [self.decide(principal, "read", Resource(kind, n)).allowed for n in names]
-
     # building requests -----------------------------------------------------------------
 
-    def _target(self, principal: Principal, resource: Resource) -> AssetFacts | str:
-        """The resource's attributes, or the kind of a collection (``dataset:*``)."""
-        if resource.id == "*":
-            return resource.kind
-        facts = self.state.asset(resource.kind, resource.id)
-        if facts is not None:
-            return facts
-        resolver = self.resolvers.get(resource.kind)
-        found = resolver(resource.id) if resolver else None
-        if found is not None:
-            return found
-        return self._made_up(principal, resource)
+    def _target(self, principal: Principal, resource: Resource) -> tuple[AssetFacts | str, bool]:
+        """The resource's attributes (a collection's kind for ``KIND:*``), and if made up.
 
-    def _made_up(self, principal: Principal, resource: Resource) -> AssetFacts:
+        Made up: the state holds no such object (yet), so :meth:`_made_up` supposed them.
+        """
         kind, name = resource.kind, resource.id
-        if kind == "site" and name == "local":  # the built-in site: the operator's machine
-            return AssetFacts(kind, name, self.operator)
-        if kind in ASSET_KINDS:  # not created yet (or built in): the principal's org's
-            return AssetFacts(kind, name, principal.org, principal.project or "")
-        if kind == "token":  # a member's own; others' need administer on their org too
-            return AssetFacts(kind, name, principal.org)
-        if kind == "org":
-            return AssetFacts(kind, name, name, access="public")
+        if name == "*":
+            return kind, False
+        resolver = self.resolvers.get(kind)
+        found = self._stored(kind, name) or (resolver(name) if resolver else None)
+        if found is not None:
+            return found, False
+        return self._made_up(principal, resource), True
+
+    def _stored(self, kind: str, name: str) -> AssetFacts | None:
+        """The attributes of an object the state holds: an asset, agreement or project."""
         if kind == "agreement":
-            g = self.state.agreement(name)
-            if g is not None:  # its parties' members read it, their admins act on it
-                return AssetFacts(kind, name, _NOBODY, shared_with=g.parties)
-            return AssetFacts(kind, name, principal.org)
+            g = self.state.agreement(name)  # its parties' members read it, their admins act
+            return None if g is None else AssetFacts(kind, name, _NOBODY, shared_with=g.parties)
         if kind == "project":
             p = self.state.project(name)
-            if p is not None:
-                return AssetFacts(kind, name, p[0], project=name, shared_with=p[1])
-            return AssetFacts(kind, name, self.operator)  # a name no project has
-        return AssetFacts(kind, name, self.operator)
+            return (
+                None if p is None else AssetFacts(kind, name, p[0], project=name, shared_with=p[1])
+            )
+        return self.state.asset(kind, name)
+
+    def _made_up(self, principal: Principal, resource: Resource) -> AssetFacts:
+        """An object the state does not hold: one about to be created is its creator's org's."""
+        kind, name = resource.kind, resource.id
+        if kind in ASSET_KINDS or kind in ("token", "agreement"):  # a member's own, or new
+            return AssetFacts(kind, name, principal.org, principal.project or "")
+        if kind == "org":
+            return AssetFacts(kind, name, name, access="public")
+        return AssetFacts(kind, name, self.operator)  # audit, a name no project has, ...
 
     def _agreements(self, principal: Principal, target: AssetFacts | str) -> list[AgreementFacts]:
         if isinstance(target, str) or target.owner == principal.org or target.access != "gated":
@@ -434,7 +428,7 @@ class CedarPolicy:
         else:
             resource_uid = _uid("Asset", target.key)
             stored = self.state.asset(target.kind, target.name) is target
-            keys.append(f"asset/{target.key}" if stored else f"made-up/{target.key}")
+            keys.append(f"asset/{target.key}" if stored else f"not-shared/{target.key}")
             keys.append(f"org/{target.owner}")
         context: dict[str, Any] = {
             "now": int(time.time()),
@@ -487,17 +481,6 @@ class CedarPolicy:
         return cedarpy.is_authorized_batch(requests, policies, entities)
 
 
-def _made_up_stored_kind(state: GovernanceState, target: AssetFacts) -> bool:
-    """Whether ``target`` is of a kind the state stores, but is not (yet) in it."""
-    if target.kind in ASSET_KINDS:
-        return state.asset(target.kind, target.name) is None
-    if target.kind == "agreement":
-        return state.agreement(target.name) is None
-    if target.kind == "project":
-        return state.project(target.name) is None
-    return False
-
-
 def _valid_until(clock: float, agreements: Sequence[AgreementFacts]) -> float:
     """Monotonic time until which a decision holds: the TTL, cut at agreement boundaries."""
     until = clock + DECISION_TTL_S
@@ -536,11 +519,3 @@ def _decision(results: list[cedarpy.AuthzResult]) -> Decision:
 def _names(result: cedarpy.AuthzResult) -> tuple[str, ...]:
     ids = result.diagnostics.id_annotations_by_reason or {}
     return tuple(sorted(ids.get(r, r) for r in result.diagnostics.reasons))
-
-
-def explain(policy: CedarPolicy, principal: Principal, action: Action, resource: Resource) -> str:
-    """``allow`` or ``deny``, the deciding policies, and why (for people)."""
-    decision = policy.decide(principal, action, resource)
-    verdict = "allow" if decision.allowed else "deny"
-    line = f"{verdict}: {principal} {action} {resource} — " + ", ".join(decision.policies)
-    return line + (f"\n  {decision.reason}" if decision.reason else "")

@@ -26,10 +26,5 @@ class Principal:
     purpose: str = "research"
     scopes: tuple[str, ...] | None = None
 
-    @classmethod
-    def local(cls, name: str) -> Principal:
-        """The embedded platform's user."""
-        return cls(name=name)
-
     def __str__(self) -> str:
         return f"{self.name}@{self.org}"

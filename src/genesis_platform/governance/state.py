@@ -30,7 +30,17 @@ from genesis_platform.catalog.tables import (
     ProjectRow,
 )
 
-__all__ = ["AgreementFacts", "AssetFacts", "GovernanceState", "MemberFacts", "record_change"]
+__all__ = [
+    "ASSET_KINDS",
+    "AgreementFacts",
+    "AssetFacts",
+    "GovernanceState",
+    "MemberFacts",
+    "record_change",
+]
+
+ASSET_KINDS = ("dataset", "model", "station", "site", "campaign")
+"""Kinds whose governance attributes are stored (one ``assets`` row each)."""
 
 _CHANGE_LOCK = 0x67656E65  # PostgreSQL advisory lock key of the change log ("gene")
 
@@ -134,10 +144,6 @@ class GovernanceState:
         self._load_all()
 
     # ---- reading --------------------------------------------------------------------
-
-    def org_exists(self, org: str) -> bool:
-        """Whether ``org`` is registered."""
-        return org in self._t.orgs
 
     def export_cleared(self, org: str) -> bool:
         """Whether ``org`` is cleared for export-controlled assets."""

@@ -15,19 +15,21 @@ import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 from sqlalchemy import select, update
 
 from genesis_platform.catalog.database import Database
 from genesis_platform.catalog.tables import ApiTokenRow, MemberRow, utcnow
 from genesis_platform.errors import AccessDenied, InvalidInput, NotFound
-from genesis_platform.governance.authorize import Resource
+from genesis_platform.governance.authorize import Action, Resource
 from genesis_platform.governance.context import ServiceContext
 from genesis_platform.governance.principal import Principal
 
 __all__ = ["ACTIONS", "IssuedToken", "TokenInfo", "TokenService", "authenticate"]
 
-ACTIONS = ("read", "write", "run", "share", "export", "administer")
+ACTIONS: tuple[str, ...] = get_args(Action)
+"""Every action, and so every scope a token may have."""
 _PREFIX = "gen_"
 
 
