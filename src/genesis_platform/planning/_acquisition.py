@@ -6,11 +6,10 @@ better; :meth:`Acquisition.with_grad` also returns the ``(m, d)`` gradient for L
 - :class:`LogEI` — log expected improvement (Ament et al., 2023, "Unexpected Improvements
   to Expected Improvement"): EI's logarithm computed without underflow, so its gradient
   stays informative far from the incumbent, where plain EI is numerically zero.
-- :class:`LogNoisyEI` — the noisy form (Letham et al., 2019): EI averaged over
-  :class:`LatentPaths`, joint posterior draws of the latent function at the observed points
-  each extended to a function by noiseless conditioning; a candidate is scored against its
-  own path's incumbent, so neither noise in the best observation nor the uncertainty left
-  next to it is mistaken for room to improve.
+- :class:`LogNoisyEI` — the noisy form: EI averaged over incumbents drawn from the joint
+  posterior of the latent function at the observed points (Letham et al., 2019, with the
+  candidate's own correlation to them ignored), so noise in the best observation is not
+  mistaken for a real optimum.
 - :class:`UpperConfidenceBound` — ``mean + sqrt(beta) * std``.
 - :class:`WithFeasibility` — adds ``log P(every outcome constraint holds)`` under
   independent GPs of the constrained metrics (Gardner et al., 2014).
@@ -21,7 +20,7 @@ better; :meth:`Acquisition.with_grad` also returns the ``(m, d)`` gradient for L
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -32,7 +31,6 @@ from genesis_platform.planning.encoding import FloatArray
 
 __all__ = [
     "Acquisition",
-    "LatentPaths",
     "LogEI",
     "LogNoisyEI",
     "UpperConfidenceBound",
@@ -45,8 +43,6 @@ __all__ = [
 _C1 = 0.5 * math.log(2.0 * math.pi)
 _C2 = 0.5 * math.log(math.pi / 2.0)
 _ASYMPTOTIC = -1.0 / math.sqrt(np.finfo(np.float64).eps)
-_PATH_JITTER = 1e-6
-"""Noise variance (relative to the output scale) of the noiseless path GPs."""
 
 
 def log_h(z: FloatArray) -> FloatArray:
@@ -135,88 +131,34 @@ class LogEI:
         return value, _chain(dmean, dvar, std, d_mu, d_std)
 
 
-class LatentPaths:
-    """Joint posterior draws of the latent function, each a function of its own.
-
-    Draws at the observed points are extended to whole functions by noiseless conditioning
-    (Letham et al., 2019).
-
-    Given the latent values at the observed points, the noisy observations say nothing more,
-    so each draw's function is the prior GP through those values: every draw shares one
-    kernel matrix and one variance, and differs only in its mean. A candidate next to an
-    observed point is therefore scored against the same draw's value there, not against an
-    independent incumbent, so noise alone does not make the neighbourhood of the best point
-    look promising.
-
-    Args:
-        model: The fitted posterior (standardized units).
-        x: Encoded points to draw at (the observed points), shape ``(n, d)``.
-        values: The draws there, shape ``(s, n)``.
-        bests: Each draw's incumbent, shape ``(s,)``.
-    """
-
-    def __init__(
-        self, model: Posterior, x: FloatArray, values: FloatArray, bests: FloatArray
-    ) -> None:
-        hyper = replace(model.hyper, noise=_PATH_JITTER * model.hyper.outputscale)
-        self.model = model
-        self.values = values
-        self.bests = bests
-        self.through = Posterior(x, values[0], hyper, model.mean)
-        self.alphas: FloatArray = self.through.kinv @ (values - model.mean).T
-
-    @classmethod
-    def draw(
-        cls, model: Posterior, x: FloatArray, feasible: FloatArray, n: int, rng: np.random.Generator
-    ) -> LatentPaths:
-        """``n`` draws at ``x``; each incumbent is the draw's best at the ``feasible`` rows."""
-        values = model.sample(x, n, rng)
-        return cls(model, x, values, np.max(values[:, feasible], axis=1))
-
-    def believe(self, x: FloatArray, floor: float | None) -> LatentPaths:
-        """Kriging believer per path.
-
-        Each path takes its own mean at ``x`` (m, d) as its value there, and a believed
-        point counts as observed (it raises the path's incumbent, else EI would stay high
-        next to it); incumbents are also raised to ``floor`` (the believed best) when given.
-        """
-        means, _ = self.through.paths(x, self.alphas)
-        bests = np.maximum(self.bests, means.max(axis=0))
-        if floor is not None:
-            bests = np.maximum(bests, floor)
-        return LatentPaths(
-            self.model, np.vstack([self.through.x, x]), np.hstack([self.values, means.T]), bests
-        )
-
-
+@dataclass(frozen=True)
 class LogNoisyEI:
-    """Log of EI averaged over latent paths: each draw's improvement on its own incumbent."""
+    """Log of EI averaged over sampled incumbents ``bests`` (shape ``(s,)``)."""
 
-    def __init__(self, paths: LatentPaths) -> None:
-        self.paths = paths
+    model: Posterior
+    bests: FloatArray
 
     def __call__(self, x: FloatArray) -> FloatArray:
-        p = self.paths
-        means, var = p.through.paths(x, p.alphas)
-        terms = log_ei(means, np.sqrt(var)[:, None], p.bests[None, :])
-        out: FloatArray = logsumexp(terms, axis=1) - math.log(p.bests.size)
+        mean, var = self.model.predict(x)
+        std = np.sqrt(var)
+        terms = log_ei(mean[:, None], std[:, None], self.bests[None, :])
+        out: FloatArray = logsumexp(terms, axis=1) - math.log(self.bests.size)
         return out
 
     def with_grad(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
-        p = self.paths
-        means, var, dmeans, dvar = p.through.paths_with_grad(x, p.alphas)
+        mean, var, dmean, dvar = self.model.predict_with_grad(x)
         std = np.sqrt(var)
-        shape = means.shape
         terms, d_mu, d_std = log_ei_with_grad(
-            means.reshape(-1), np.repeat(std, shape[1]), np.tile(p.bests, shape[0])
+            np.repeat(mean, self.bests.size),
+            np.repeat(std, self.bests.size),
+            np.tile(self.bests, mean.size),
         )
+        shape = (mean.size, self.bests.size)
         terms, d_mu, d_std = terms.reshape(shape), d_mu.reshape(shape), d_std.reshape(shape)
         total = logsumexp(terms, axis=1)
         weights = np.exp(terms - total[:, None])
-        value = total - math.log(p.bests.size)
-        grad = np.einsum("ms,msd->md", weights * d_mu, dmeans)
-        grad += ((weights * d_std).sum(1) / (2.0 * std))[:, None] * dvar
-        return value, grad
+        value = total - math.log(self.bests.size)
+        return value, _chain(dmean, dvar, std, (weights * d_mu).sum(1), (weights * d_std).sum(1))
 
 
 @dataclass(frozen=True)

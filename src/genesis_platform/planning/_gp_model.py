@@ -410,27 +410,6 @@ class Posterior:
         Returns:
             ``mean`` (m,), ``var`` (m,), ``d mean/dx`` (m, d), ``d var/dx`` (m, d).
         """
-        mean, var, dmean, dvar = self.paths_with_grad(x, self.alpha[:, None])
-        return mean[:, 0], var, dmean[:, 0, :], dvar
-
-    def paths(self, x: FloatArray, alphas: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Means and common variance of GPs sharing this one's inputs and kernel.
-
-        Each GP ``j`` has its own outputs, given as ``alphas[:, j] = K^-1 (y_j - mean)``
-        (``alphas`` of shape ``(n, s)``). Returns means ``(m, s)`` and variance ``(m,)``.
-        """
-        k = self.hyper.outputscale * matern52(np.sqrt(scaled_sqdist(x * self._inv_ls, self._xs)))
-        var = self.hyper.outputscale - np.einsum("mn,mn->m", k @ self.kinv, k)
-        return self.mean + k @ alphas, np.maximum(var, 1e-12)
-
-    def paths_with_grad(
-        self, x: FloatArray, alphas: FloatArray
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-        """:meth:`paths` with gradients.
-
-        Returns:
-            means (m, s), var (m,), d means/dx (m, s, d), d var/dx (m, d).
-        """
         s2 = self.hyper.outputscale
         diff = (x * self._inv_ls)[:, None, :] - self._xs[None, :, :]  # (m, n, d)
         r = np.sqrt(np.einsum("mnd,mnd->mn", diff, diff))
@@ -438,11 +417,11 @@ class Posterior:
         k = s2 * (1.0 + SQRT5 * r + (5.0 / 3.0) * r * r) * e
         g = s2 * (5.0 / 3.0) * (1.0 + SQRT5 * r) * e  # d k / d x = -g * diff / l
         w = k @ self.kinv
-        means = self.mean + k @ alphas
+        mean = self.mean + k @ self.alpha
         var = s2 - np.einsum("mn,mn->m", w, k)
-        dmeans = -np.einsum("mn,ns,mnd->msd", g, alphas, diff) * self._inv_ls
-        dvar = 2.0 * np.einsum("mn,mnd->md", g * w, diff) * self._inv_ls
-        return means, np.maximum(var, 1e-12), dmeans, dvar
+        coef = np.stack([g * self.alpha, -2.0 * g * w], axis=1)  # (m, 2, n)
+        both = -np.matmul(coef, diff) * self._inv_ls  # (m, 2, d): d mean/dx, d var/dx
+        return mean, np.maximum(var, 1e-12), both[:, 0, :], both[:, 1, :]
 
     def sample(self, x: FloatArray, n: int, rng: np.random.Generator) -> FloatArray:
         """``n`` joint draws of the latent function at ``x`` (m, d). Shape ``(n, m)``."""

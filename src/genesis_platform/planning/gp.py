@@ -23,17 +23,14 @@ Modelling choices (measured in ``PLANNER-NOTES.md``; BoTorch's defaults where no
   original would have.
 - **Acquisition** (:mod:`~genesis_platform.planning._acquisition`): analytic log expected
   improvement (Ament et al., 2023), whose incumbent is the best *posterior mean* at the
-  observed points (not the best noisy observation); its noisy form (Letham et al., 2019)
-  averages EI over 16 joint posterior draws at the observed points, each extended to a
-  function through those values, each candidate scored against its own draw's best (an
-  incumbent drawn independently of the candidate made re-measuring near the best point look
-  valuable under noise); used when the fitted noise exceeds 5% of the output scale; upper
-  confidence bound on request; Thompson sampling (joint draws over the 512 most promising
-  candidates) for batches of 8 or more. Outcome constraints multiply in the probability that
-  every bound holds (Gardner et al., 2014); before any feasible observation, that
-  probability alone is maximized. Several objectives use expected hypervolume improvement,
-  exact for independent GPs (:mod:`~genesis_platform.planning._ehvi`), over the front of
-  posterior means.
+  observed points (not the best noisy observation); its noisy form averages EI over
+  incumbents drawn from the joint posterior at the observed points, used when the fitted
+  noise exceeds 5% of the output scale; upper confidence bound on request; Thompson
+  sampling (joint draws over the 512 most promising candidates) for batches of 8 or more.
+  Outcome constraints multiply in the probability that every bound holds (Gardner et al.,
+  2014); before any feasible observation, that probability alone is maximized. Several
+  objectives use expected hypervolume improvement, exact for independent GPs
+  (:mod:`~genesis_platform.planning._ehvi`), over the front of posterior means.
 - **Optimization** (:mod:`~genesis_platform.planning._optimize`): score a randomly shifted
   Sobol' set plus Gaussian perturbations of the five best points (or of Pareto points),
   then one joint L-BFGS-B run (analytic gradients) from the best of both.
@@ -78,7 +75,6 @@ from threadpoolctl import threadpool_limits
 from genesis_platform.errors import InvalidInput
 from genesis_platform.planning._acquisition import (
     Acquisition,
-    LatentPaths,
     LogEHVI,
     LogEI,
     LogNoisyEI,
@@ -574,32 +570,29 @@ class GaussianProcessPlanner(BasePlanner):
         objective_fits, constraint_fits = self._fit_all()
         beliefs = self._beliefs(objective_fits, constraint_fits)
         incumbents = self._incumbents(beliefs, rng)
-        paths = self._latent_paths(beliefs, rng) if self._noisy(objective_fits) else None
+        bests = self._sampled_bests(beliefs, rng) if self._noisy(objective_fits) else None
         if pending:
-            beliefs, paths = self._believe(beliefs, paths, self.encoder.encode(pending))
+            beliefs = beliefs.believe(self.encoder.encode(pending), self._at_target)
         if self._strategy(k) == "thompson":
             return self._thompson(k, beliefs, incumbents, excluded, rng)
+        if bests is not None and beliefs.best is not None:
+            bests = np.maximum(bests, beliefs.best)
+        elif bests is not None:
+            bests = None  # nothing is feasible yet: the feasibility term alone decides
         self._reference = self._reference_point(objective_fits)
         optimizer = self._acquisition_optimizer()
         points: list[dict[str, ParamValue]] = []
         for i in range(k):
-            ranked = optimizer.ranked(self._score(beliefs, paths), incumbents, rng)
+            ranked = optimizer.ranked(self._score(beliefs, bests), incumbents, rng)
             point = self._first_unseen(ranked, excluded, beliefs)
             if point is None:
                 point = self._fill_randomly(self._uniform_draw(rng), excluded, rng)
             points.append(point)
             if i + 1 < k:
-                beliefs, paths = self._believe(beliefs, paths, self.encoder.encode([point]))
+                beliefs = beliefs.believe(self.encoder.encode([point]), self._at_target)
+                if bests is not None and beliefs.best is not None:
+                    bests = np.maximum(bests, beliefs.best)
         return points
-
-    def _believe(
-        self, beliefs: _Beliefs, paths: LatentPaths | None, x: FloatArray
-    ) -> tuple[_Beliefs, LatentPaths | None]:
-        """Kriging believer at encoded points ``x``, for the models and the latent paths."""
-        beliefs = beliefs.believe(x, self._at_target)
-        if paths is not None:
-            paths = paths.believe(self._at_target(x), beliefs.best)
-        return beliefs, paths
 
     def _strategy(self, k: int) -> str:
         if len(self.objectives) > 1:
@@ -651,15 +644,15 @@ class GaussianProcessPlanner(BasePlanner):
         out: FloatArray = x[order]
         return out
 
-    def _score(self, beliefs: _Beliefs, paths: LatentPaths | None) -> Acquisition:
+    def _score(self, beliefs: _Beliefs, bests: FloatArray | None) -> Acquisition:
         """The acquisition for the next point of the batch."""
         base: Acquisition
         if len(beliefs.objectives) > 1:
             base = self._ehvi(beliefs)
         elif beliefs.best is None:
             base = Zero()  # nothing feasible yet: find the feasible region first
-        elif paths is not None:
-            base = LogNoisyEI(paths)
+        elif bests is not None:
+            base = LogNoisyEI(beliefs.objectives[0], bests)
         elif self.acquisition == "ucb":
             base = UpperConfidenceBound(beliefs.objectives[0], self.ucb_beta)
         else:
@@ -689,19 +682,20 @@ class GaussianProcessPlanner(BasePlanner):
         lower, upper = non_dominated_boxes(front, ref)
         return LogEHVI(beliefs.objectives, lower, upper)
 
-    def _latent_paths(self, beliefs: _Beliefs, rng: np.random.Generator) -> LatentPaths | None:
-        """Latent paths for the noisy LogEI; None when no observation is feasible.
+    def _sampled_bests(self, beliefs: _Beliefs, rng: np.random.Generator) -> FloatArray | None:
+        """Incumbent draws for the noisy LogEI; None when no observation is feasible.
 
-        Drawn jointly at every observed point (at the target fidelity); each path's
-        incumbent is its best at the feasible ones, and at least the best posterior mean.
+        Each is the best of one joint posterior draw at the feasible observed points (at the
+        target fidelity).
         """
         model = beliefs.objectives[0]
         feasible = np.array(self._feasible_obs, dtype=bool)
-        if not feasible.any() or beliefs.best is None:
+        if not feasible.any():
             return None
-        x = self._at_target(model.x[: feasible.size])
-        paths = LatentPaths.draw(model, x, feasible, _NOISY_SAMPLES, rng)
-        return LatentPaths(model, x, paths.values, np.maximum(paths.bests, beliefs.best))
+        x = self._at_target(model.x[: feasible.size][feasible])
+        draws = model.sample(x, _NOISY_SAMPLES, rng)
+        out: FloatArray = np.max(draws, axis=1)
+        return out
 
     def _thompson(
         self,
