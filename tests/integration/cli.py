@@ -21,3 +21,18 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
     code, out, err = run(capsys, *argv, "--json")
     assert code == 0, err
     return json.loads(out)
+
+
+def electrolyte_campaign(name: str, *, trials: int = 6, parallel: int = 2) -> str:
+    """A small, fast campaign file: sobol on the built-in electrolyte station, no latency."""
+    return f"""
+name: {name}
+space:
+  salt_molality: {{type: real, low: 0.1, high: 3.0}}
+  temperature_c: {{type: int, low: 10, high: 60}}
+  solvent: {{type: choice, values: [EC-DMC, EC-EMC, PC]}}
+objectives: {{conductivity: max}}
+planner: sobol
+runner: {{station: electrolyte, options: {{latency_s: 0}}}}
+budget: {{trials: {trials}, parallel: {parallel}}}
+"""

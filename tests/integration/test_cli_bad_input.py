@@ -8,19 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cli import run
+from tests.integration.cli import electrolyte_campaign, run
 
-STATION = """
-name: cli-bad
-space:
-  salt_molality: {type: real, low: 0.1, high: 3.0}
-  temperature_c: {type: int, low: 10, high: 60}
-  solvent: {type: choice, values: [EC-DMC, EC-EMC, PC]}
-objectives: {conductivity: max}
-planner: sobol
-runner: {station: electrolyte, options: {latency_s: 0}}
-budget: {trials: 2, parallel: 1}
-"""
+STATION = electrolyte_campaign("cli-bad", trials=2, parallel=1)
 SITE = STATION.replace(
     "runner: {station: electrolyte, options: {latency_s: 0}}",
     "runner: {site: local, function: 'genesis_platform.testing.functions:electrolyte_simulation',"

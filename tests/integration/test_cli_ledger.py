@@ -5,19 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cli import run, run_json
+from tests.integration.cli import electrolyte_campaign, run, run_json
 
-FAST = """
-name: cli-ip
-space:
-  salt_molality: {type: real, low: 0.1, high: 3.0}
-  temperature_c: {type: int, low: 10, high: 60}
-  solvent: {type: choice, values: [EC-DMC, EC-EMC, PC]}
-objectives: {conductivity: max}
-planner: sobol
-runner: {station: electrolyte, options: {latency_s: 0}}
-budget: {trials: 6, parallel: 2}
-"""
+FAST = electrolyte_campaign("cli-ip")
 ORG = "local"
 
 
