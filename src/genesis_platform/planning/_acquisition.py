@@ -262,14 +262,3 @@ class LogEHVI:
         for j, (_, _, dmean, dvar) in enumerate(parts):
             grad += _chain(dmean, dvar, sigma[:, j], d_mu[:, j], d_sigma[:, j])
         return value, grad
-
-
-@dataclass(frozen=True)
-class Zero:
-    """A constant acquisition: with :class:`WithFeasibility`, just ``log P(feasible)``."""
-
-    def __call__(self, x: FloatArray) -> FloatArray:
-        return np.zeros(x.shape[0])
-
-    def with_grad(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
-        return np.zeros(x.shape[0]), np.zeros_like(x)

@@ -28,7 +28,10 @@ Modelling choices (measured in ``PLANNER-NOTES.md``; BoTorch's defaults where no
   noise exceeds 5% of the output scale; upper confidence bound on request; Thompson
   sampling (joint draws over the 512 most promising candidates) for batches of 8 or more.
   Outcome constraints multiply in the probability that every bound holds (Gardner et al.,
-  2014); before any feasible observation, that probability alone is maximized. Several
+  2014); before any feasible observation, the improvement is measured from the lowest
+  plausible objective value (the smallest ``mean - 6 sd`` at the observed points, as
+  BoTorch's infeasible cost), so the feasible region is sought where the objective is good
+  rather than wherever feasibility is most certain. Several
   objectives use expected hypervolume improvement, exact for independent GPs
   (:mod:`~genesis_platform.planning._ehvi`), over the front of posterior means.
 - **Optimization** (:mod:`~genesis_platform.planning._optimize`): score a randomly shifted
@@ -81,7 +84,6 @@ from genesis_platform.planning._acquisition import (
     OutcomeBound,
     UpperConfidenceBound,
     WithFeasibility,
-    Zero,
 )
 from genesis_platform.planning._base import (
     BasePlanner,
@@ -236,6 +238,10 @@ _NOISY_RATIO = 0.05
 exceeds this fraction of the output scale."""
 
 _MAX_OBJECTIVES = 3
+
+_LOWEST_SDS = 6.0
+"""Before any feasible observation, the incumbent is this many posterior standard deviations
+below the lowest posterior mean at the observed points."""
 
 
 @dataclass(frozen=True)
@@ -650,7 +656,8 @@ class GaussianProcessPlanner(BasePlanner):
         if len(beliefs.objectives) > 1:
             base = self._ehvi(beliefs)
         elif beliefs.best is None:
-            base = Zero()  # nothing feasible yet: find the feasible region first
+            model = beliefs.objectives[0]
+            base = LogEI(model, _lowest_plausible(model, self._at_target(model.x)))
         elif bests is not None:
             base = LogNoisyEI(beliefs.objectives[0], bests)
         elif self.acquisition == "ucb":
@@ -756,6 +763,16 @@ class GaussianProcessPlanner(BasePlanner):
         score = corr * informative * cheap
         order = np.argsort(-score, kind="stable")
         return [rows[i] for i in order]
+
+
+def _lowest_plausible(model: Posterior, x: FloatArray) -> float:
+    """The smallest ``mean - 6 sd`` of ``model`` at ``x``: an incumbent below every value.
+
+    Improvement over it is about ``mean - incumbent``, so with the probability of
+    feasibility it ranks likely-feasible points by their predicted objective.
+    """
+    mean, var = model.predict(x)
+    return float(np.min(mean - _LOWEST_SDS * np.sqrt(var)))
 
 
 def _pareto(y: FloatArray) -> FloatArray:
