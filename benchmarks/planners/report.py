@@ -468,6 +468,14 @@ def _memory(path: Path) -> list[tuple[bool | str | None, str]]:
     return out
 
 
+def commits_by_planner(records: Sequence[Record]) -> str:
+    """``planner commit[, commit]`` for each planner: the genesis commits its jobs ran at."""
+    commits: dict[str, set[str]] = {}
+    for r in records:
+        commits.setdefault(r["planner"], set()).add(str(r.get("env", {}).get("commit", "?")))
+    return "; ".join(f"{p} {', '.join(sorted(c))}" for p, c in commits.items())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -484,12 +492,15 @@ def main() -> None:
     budgets = res.budgets([int(b) for b in args.budgets.split(",") if b])
     if not budgets:
         budgets = res.budgets(None)
-    env = res.records[0].get("env", {}) if res.records else {}
+    env = dict(res.records[0].get("env", {})) if res.records else {}
+    env.pop("commit", None)
     print(
         f"{len(res.records)} jobs from {', '.join(p.name for p in args.results)}: "
         f"{len(res.problems)} problems, "
         f"planners {', '.join(res.planners)}, batch sizes {res.batches}, "
-        f"{len(res.seeds)} seeds; " + ", ".join(f"{k} {v}" for k, v in env.items())
+        f"{len(res.seeds)} seeds; "
+        + ", ".join(f"{k} {v}" for k, v in env.items())
+        + f"; genesis commits: {commits_by_planner(res.records)}"
     )
     print()
     for table in [*score_tables(res, budgets), *time_tables(res)]:
