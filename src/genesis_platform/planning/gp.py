@@ -28,11 +28,11 @@ Modelling choices (measured in ``PLANNER-NOTES.md``; BoTorch's defaults where no
   noise exceeds 5% of the output scale; upper confidence bound on request; Thompson
   sampling (joint draws over the 512 most promising candidates) for batches of 8 or more.
   Outcome constraints multiply in the probability that every bound holds (Gardner et al.,
-  2014); before any feasible observation, the improvement is measured from the lowest
-  plausible objective value (the smallest ``mean - 6 sd`` at the observed points, as
+  2014); before any feasible observation, LogEI measures improvement from the lowest
+  plausible objective value (the smallest ``mean - 6 sd`` at the observed points, after
   BoTorch's infeasible cost), so the feasible region is sought where the objective is good
-  rather than wherever feasibility is most certain. Several
-  objectives use expected hypervolume improvement, exact for independent GPs
+  rather than wherever feasibility is most certain. Several objectives use expected
+  hypervolume improvement, exact for independent GPs
   (:mod:`~genesis_platform.planning._ehvi`), over the front of posterior means.
 - **Optimization** (:mod:`~genesis_platform.planning._optimize`): score a randomly shifted
   Sobol' set plus Gaussian perturbations of the five best points (or of Pareto points),
@@ -240,8 +240,8 @@ exceeds this fraction of the output scale."""
 _MAX_OBJECTIVES = 3
 
 _LOWEST_SDS = 6.0
-"""Before any feasible observation, the incumbent is this many posterior standard deviations
-below the lowest posterior mean at the observed points."""
+"""Before any feasible observation, the incumbent is the smallest posterior mean minus this
+many posterior standard deviations at the observed points."""
 
 
 @dataclass(frozen=True)
@@ -584,7 +584,7 @@ class GaussianProcessPlanner(BasePlanner):
         if bests is not None and beliefs.best is not None:
             bests = np.maximum(bests, beliefs.best)
         elif bests is not None:
-            bests = None  # nothing is feasible yet: the feasibility term alone decides
+            bests = None  # nothing is feasible yet: _score measures from the lowest value
         self._reference = self._reference_point(objective_fits)
         optimizer = self._acquisition_optimizer()
         points: list[dict[str, ParamValue]] = []
@@ -655,13 +655,14 @@ class GaussianProcessPlanner(BasePlanner):
         base: Acquisition
         if len(beliefs.objectives) > 1:
             base = self._ehvi(beliefs)
-        elif beliefs.best is None:
-            model = beliefs.objectives[0]
-            base = LogEI(model, _lowest_plausible(model, self._at_target(model.x)))
-        elif bests is not None:
-            base = LogNoisyEI(beliefs.objectives[0], bests)
         elif self.acquisition == "ucb":
             base = UpperConfidenceBound(beliefs.objectives[0], self.ucb_beta)
+        elif beliefs.best is None:
+            model = beliefs.objectives[0]
+            observed = model.x[: len(self._feasible_obs)]  # not the fantasies of a batch
+            base = LogEI(model, _lowest_plausible(model, self._at_target(observed)))
+        elif bests is not None:
+            base = LogNoisyEI(beliefs.objectives[0], bests)
         else:
             base = LogEI(beliefs.objectives[0], beliefs.best)
         return WithFeasibility(base, beliefs.bounds) if beliefs.bounds else base
@@ -766,10 +767,11 @@ class GaussianProcessPlanner(BasePlanner):
 
 
 def _lowest_plausible(model: Posterior, x: FloatArray) -> float:
-    """The smallest ``mean - 6 sd`` of ``model`` at ``x``: an incumbent below every value.
+    """The smallest ``mean - _LOWEST_SDS * sd`` of ``model`` at ``x`` (the observed points).
 
-    Improvement over it is about ``mean - incumbent``, so with the probability of
-    feasibility it ranks likely-feasible points by their predicted objective.
+    It lies below every value plausible at those points, so improvement over it is about
+    ``mean - incumbent`` and, with the probability of feasibility, ranks likely-feasible
+    points by their predicted objective.
     """
     mean, var = model.predict(x)
     return float(np.min(mean - _LOWEST_SDS * np.sqrt(var)))

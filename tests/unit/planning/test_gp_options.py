@@ -371,7 +371,7 @@ def test_outcome_bound_gradient(sign: float) -> None:
 def test_with_feasibility_gradient_and_value() -> None:
     model = _posterior()
     bounds = (OutcomeBound(_posterior(seed=5), 0.2, 1.0), OutcomeBound(_posterior(7), 0.5, -1.0))
-    for base in (LogEI(model, 0.8), UpperConfidenceBound(model, 2.0)):
+    for base in (LogEI(model, 0.8), LogEI(model, -10.0), UpperConfidenceBound(model, 2.0)):
         combined = WithFeasibility(base, bounds)
         _check_gradient(combined, _points())
         expected = base(_points()) + sum(b.log_probability(_points()) for b in bounds)
