@@ -26,7 +26,8 @@ Modelling choices (measured in ``PLANNER-NOTES.md``; BoTorch's defaults where no
   observed points (not the best noisy observation); its noisy form averages EI over
   incumbents drawn from the joint posterior at the observed points, used when the fitted
   noise exceeds 5% of the output scale; upper confidence bound on request; Thompson
-  sampling (joint draws over the 512 most promising candidates) for batches of 8 or more.
+  sampling (joint draws over the 512 most promising candidates) for batches of 8 or more,
+  once an observation meets the outcome constraints.
   Outcome constraints multiply in the probability that every bound holds (Gardner et al.,
   2014); before any feasible observation, LogEI measures improvement from the lowest
   plausible objective value (the smallest ``mean - 6 sd`` at the observed points, after
@@ -304,8 +305,8 @@ class GaussianProcessPlanner(BasePlanner):
         noise_floor: Smallest noise variance, in standardized output units.
         acquisition: ``auto`` (LogEI, its noisy form when the fitted noise is large, and
             Thompson sampling for batches of 8 or more), ``logei``, ``noisy-logei``,
-            ``ucb`` or ``thompson``. Several objectives always use expected hypervolume
-            improvement.
+            ``ucb`` or ``thompson`` (LogEI until an observation meets the outcome
+            constraints). Several objectives always use expected hypervolume improvement.
         ucb_beta: Exploration weight of ``ucb``: ``mean + sqrt(beta) * std``. With outcome
             constraints, ``ucb`` adds ``log P(feasible)`` to this bound (a penalty, not a
             product); prefer the default LogEI there.
@@ -579,7 +580,9 @@ class GaussianProcessPlanner(BasePlanner):
         bests = self._sampled_bests(beliefs, rng) if self._noisy(objective_fits) else None
         if pending:
             beliefs = beliefs.believe(self.encoder.encode(pending), self._at_target)
-        if self._strategy(k) == "thompson":
+        if self._strategy(k) == "thompson" and beliefs.best is not None:
+            # Draws that find no feasible point say nothing useful; before anything is
+            # feasible, the batch is built point by point with LogEI times P(feasible).
             return self._thompson(k, beliefs, incumbents, excluded, rng)
         if bests is not None and beliefs.best is not None:
             bests = np.maximum(bests, beliefs.best)

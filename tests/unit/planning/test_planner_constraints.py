@@ -256,6 +256,24 @@ def test_gp_seeks_feasibility_where_the_objective_is_good(acquisition: str) -> N
         assert float(p["y"]) > 0.7, p  # where f is good
 
 
+def test_large_batch_heads_for_feasibility() -> None:
+    """A batch of 8 with nothing feasible yet goes mostly to the feasible side.
+
+    Same setting as above: only ``x <= 0.3`` is feasible and every observation has
+    ``x >= 0.5``. Thompson draws (``auto``'s choice for 8 points) that find no feasible
+    point would rank by the objective alone, so the batch is built greedily until then.
+    """
+    planner = GaussianProcessPlanner(
+        CIRCLE, {"f": "min"}, n_initial=6, outcome_constraints=["g <= 0.3"], **FAST
+    )
+    grid = [{"x": x, "y": y} for x in (0.5, 0.75, 1.0) for y in (0.1, 0.5, 0.9)]
+    planner.tell([Observation(p, {"f": (p["y"] - 0.9) ** 2, "g": p["x"]}) for p in grid])
+    batch = planner.ask(8)
+    assert len({(p["x"], p["y"]) for p in batch}) == 8
+    assert float(batch[0]["x"]) < 0.5 and float(batch[0]["y"]) > 0.7, batch
+    assert sum(float(p["x"]) < 0.5 for p in batch) >= 5, batch
+
+
 def test_missing_constraint_metric_names_the_field() -> None:
     planner = GaussianProcessPlanner(CIRCLE, {"f": "min"}, outcome_constraints=["g <= 0.5"])
     first = [{"x": 0.1, "y": 0.2}, {"x": 0.3, "y": 0.1}, {"x": 0.5, "y": 0.5}]
