@@ -88,6 +88,8 @@ T = TypeVar("T")
 ACTIVE_STATES = ("new", "queued", "active")
 FINAL_STATES = ("completed", "failed", "canceled")
 _CANCEL_POLL_S = 0.5
+_LIST_CHUNK = 200
+"""Rows read at a time by ``TaskService.list`` while it skips tasks the caller may not read."""
 
 
 def process_owner() -> str:
@@ -552,21 +554,33 @@ class TaskService:
     def list(
         self, *, site: str | None = None, state: str | None = None, limit: int = 50
     ) -> builtins.list[TaskInfo]:
-        """The newest tasks first, optionally of one site or state."""
+        """Up to ``limit`` of the newest tasks the caller may read, of one site or state.
+
+        Tasks the caller may not read are skipped, not counted against ``limit``.
+        """
         if state is not None and state not in ACTIVE_STATES + FINAL_STATES:
             raise InvalidInput(
                 "state", f"unknown state {state!r}", f"use one of {ACTIVE_STATES + FINAL_STATES}"
             )
-        query = select(TaskRow).order_by(TaskRow.id.desc()).limit(limit)
+        query = select(TaskRow).order_by(TaskRow.id.desc())
         if site is not None:
             query = query.where(TaskRow.site == site)
         if state is not None:
             query = query.where(TaskRow.state == state)
         self._recorder.flush()
-        with self._ctx.reading(Resource("task", "*")) as s:
-            infos = [_info(row) for row in s.scalars(query)]
-        seen = self._ctx.visible("task", [str(i.id) for i in infos])
-        return [info for info, ok in zip(infos, seen, strict=True) if ok]
+        chunk = max(limit, _LIST_CHUNK)
+        found: builtins.list[TaskInfo] = []
+        before: int | None = None
+        while len(found) < limit:
+            page = query if before is None else query.where(TaskRow.id < before)
+            with self._ctx.reading(Resource("task", "*")) as s:
+                infos = [_info(row) for row in s.scalars(page.limit(chunk))]
+            seen = self._ctx.visible("task", [str(i.id) for i in infos])
+            found += [info for info, ok in zip(infos, seen, strict=True) if ok]
+            if len(infos) < chunk:
+                break
+            before = infos[-1].id
+        return found[:limit]
 
     def _task_facts(self, task_id: str) -> AssetFacts | None:
         """A task's governance attributes: its submitter's organization's, in its project."""

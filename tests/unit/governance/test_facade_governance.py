@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from genesis_platform import AccessDenied, Platform
+from genesis_platform.compute import tasks as tasks_module
 from genesis_platform.governance import Principal
 
 
@@ -37,6 +38,29 @@ def test_tasks_are_seen_by_their_submitters_org_only(two_orgs: Platform) -> None
         with pytest.raises(AccessDenied):
             ada.sites.remove("beta-box")
     assert mine[0] in [t.id for t in two_orgs.tasks.list()]  # the operator sees everything
+
+
+def test_a_page_of_tasks_skips_what_the_caller_may_not_read(
+    two_orgs: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``limit`` counts readable tasks, however many newer unreadable ones there are."""
+    monkeypatch.setattr(tasks_module, "_LIST_CHUNK", 2)  # several pages of rows
+    with Platform.open(principal=Principal("bea", "beta")) as bea:
+        bea.sites.add("beta-box", "local", {})
+        futures = [
+            bea.tasks.submit("beta-box", function="genesis_platform.testing.functions:noop")
+            for _ in range(3)
+        ]
+        for future in futures:
+            future.result(timeout=60)
+        betas = [t.id for t in bea.tasks.list()]
+    for _ in range(3):  # newer tasks that bob may not read
+        two_orgs.tasks.submit("local", function="genesis_platform.testing.functions:noop")
+    with Platform.open(principal=Principal("bob", "beta")) as bob:
+        assert [t.id for t in bob.tasks.list(limit=2)] == betas[:2]
+        assert [t.id for t in bob.tasks.list(limit=10)] == betas
+        assert [t.id for t in bob.tasks.list(limit=1, site="local")] == []
+    assert len(two_orgs.tasks.list(limit=6)) == 6
 
 
 def test_a_campaign_belongs_to_its_creators_org(two_orgs: Platform) -> None:
