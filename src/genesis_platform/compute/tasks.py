@@ -177,8 +177,6 @@ class _Tracked:
     files: TaskFiles = field(default_factory=TaskFiles)
     started: float | None = None
     """When its current attempt started (monotonic seconds), once it has."""
-    spent: dict[str, float] = field(default_factory=dict)
-    """Usage of its earlier attempts (retried after transient failures)."""
 
 
 class TaskService:
@@ -518,28 +516,13 @@ class TaskService:
             return Path(root) / "staging"
         return self._ctx.home / "tasks"
 
-    def _attempt_usage(self, tracked: _Tracked, error: BaseException) -> dict[str, float]:
-        """What a failed attempt used: as the executor measured it, else what it held."""
-        measured = getattr(error, "details", {}).get("usage") or {}
-        if measured:
-            return _usage(measured, tracked.spec.resources)
-        if tracked.started is not None:
-            return _reserved_usage(tracked, time.monotonic() - tracked.started)
-        return {}
-
     def _retry(self, tracked: _Tracked, error: BaseException) -> bool:
         """Schedule the next attempt after a transient failure; False if none is left."""
         policy = self._sites.config(tracked.site).settings()
         if tracked.attempts > policy.retries or self._closed.is_set():
             return False
         delay = policy.retry_backoff_s * 2 ** (tracked.attempts - 1)
-        tracked.spent = _sum_usage(tracked.spent, self._attempt_usage(tracked, error))
-        tracked.started = None
-        retrying = {
-            "state": "queued",
-            "error": f"retrying: {_describe(error)}",
-            "usage": tracked.spent,  # kept if the platform restarts before the task ends
-        }
+        retrying = {"state": "queued", "error": f"retrying: {_describe(error)}"}
         self._recorder.update(tracked.task_id, retrying)
         tracked.timer = threading.Timer(delay, self._dispatch, args=(tracked,))
         tracked.timer.daemon = True
@@ -774,7 +757,6 @@ class TaskService:
             return None
         tracked = self._track(info.id, info.site, info.spec, info.attempts, project=info.project)
         tracked.files = info.files
-        tracked.spent = dict(info.usage)  # earlier attempts', written when they were retried
         tracked.current = future
         with self._lock:
             self._tracked[info.id] = tracked
@@ -791,7 +773,6 @@ class TaskService:
             self._unclaim(info.id, old_owner)  # a later recover() tries again
             return "deferred"
         tracked = self._track(info.id, info.site, info.spec, info.attempts, project=info.project)
-        tracked.spent = dict(info.usage)  # earlier attempts', written when they were retried
         with self._lock:
             self._tracked[info.id] = tracked
         reason = _lost(info)
@@ -838,8 +819,6 @@ class TaskService:
         values.update(state=state, finished_at=utcnow())
         if not values.get("usage") and tracked.started is not None:
             values["usage"] = _reserved_usage(tracked, time.monotonic() - tracked.started)
-        if tracked.spent:  # earlier attempts count too
-            values["usage"] = _sum_usage(tracked.spent, values.get("usage") or {})
         charge = None
         if self._allocations is not None:  # charged with the final record; frees its hold
             hold, tracked.hold = tracked.hold, None
@@ -964,14 +943,6 @@ def _reserved_usage(tracked: _Tracked, wall_s: float) -> dict[str, float]:
     if r.gpus:
         usage["gpu_seconds"] = r.gpus * r.nodes * wall_s
     return usage
-
-
-def _sum_usage(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float]:
-    """Two attempts' usage together; estimated if either was."""
-    out = {k: a.get(k, 0.0) + b.get(k, 0.0) for k in {*a, *b} if k != "estimated"}
-    if "estimated" in a or "estimated" in b:
-        out["estimated"] = 1.0
-    return out
 
 
 def _usage(usage: Mapping[str, Any], resources: Resources) -> dict[str, float]:

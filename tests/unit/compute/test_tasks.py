@@ -100,22 +100,6 @@ def test_a_transient_failure_is_retried_per_the_site_policy(platform: Platform) 
     assert task.attempts == 3  # the first attempt and two retries
 
 
-def test_every_attempt_of_a_retried_task_counts_in_its_usage(platform: Platform) -> None:
-    platform.sites.add("flaky", "local", {"retries": 2, "retry_backoff_s": 0.05})
-    future = platform.tasks.submit(
-        "flaky", function=f"{FUNCTIONS}:sleep_then_exit_abruptly", kwargs={"seconds": 0.4}
-    )
-    with pytest.raises(TransientFailure):
-        future.result(timeout=120)
-    [task] = platform.tasks.list()
-    assert task.attempts == 3
-    # Three attempts of at least 0.4 s each, held on one core (estimated: none measured).
-    assert task.usage["wall_seconds"] >= 3 * 0.4
-    assert task.usage["core_seconds"] >= 3 * 0.4
-    assert task.usage["estimated"] == 1.0
-    assert platform.tasks.usage()[0].core_seconds == pytest.approx(task.usage["core_seconds"])
-
-
 def test_cancel_a_running_task_from_this_process(platform: Platform, tmp_path: Path) -> None:
     journal = tmp_path / "journal.jsonl"
     env = {"GENESIS_TEST_JOURNAL": str(journal), "GENESIS_TEST_SLEEP": "60"}
