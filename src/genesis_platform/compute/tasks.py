@@ -90,6 +90,8 @@ FINAL_STATES = ("completed", "failed", "canceled")
 _CANCEL_POLL_S = 0.5
 _LIST_CHUNK = 200
 """Rows read at a time by ``TaskService.list`` while it skips tasks the caller may not read."""
+_LIST_SCAN_MAX = 2_000
+"""Rows ``TaskService.list`` reads at most (or ``limit``, if more): each costs a decision."""
 
 
 def process_owner() -> str:
@@ -556,7 +558,8 @@ class TaskService:
     ) -> builtins.list[TaskInfo]:
         """Up to ``limit`` of the newest tasks the caller may read, of one site or state.
 
-        Tasks the caller may not read are skipped, not counted against ``limit``.
+        Tasks the caller may not read are skipped, not counted against ``limit``, among the
+        newest ``max(limit, 2000)`` rows (each row read costs a policy decision).
         """
         if state is not None and state not in ACTIVE_STATES + FINAL_STATES:
             raise InvalidInput(
@@ -568,15 +571,23 @@ class TaskService:
         if state is not None:
             query = query.where(TaskRow.state == state)
         self._recorder.flush()
-        chunk = max(limit, _LIST_CHUNK)
+        chunk, scan_max = max(limit, _LIST_CHUNK), max(limit, _LIST_SCAN_MAX)
         found: builtins.list[TaskInfo] = []
         before: int | None = None
-        while len(found) < limit:
+        scanned = 0
+        while len(found) < limit and scanned < scan_max:
             page = query if before is None else query.where(TaskRow.id < before)
-            with self._ctx.reading(Resource("task", "*")) as s:
+            # The read is authorized and audited once, with the first chunk.
+            opened = (
+                self._ctx.reading(Resource("task", "*"))
+                if before is None
+                else self._ctx.db.session(write=False)
+            )
+            with opened as s:
                 infos = [_info(row) for row in s.scalars(page.limit(chunk))]
             seen = self._ctx.visible("task", [str(i.id) for i in infos])
             found += [info for info, ok in zip(infos, seen, strict=True) if ok]
+            scanned += len(infos)
             if len(infos) < chunk:
                 break
             before = infos[-1].id

@@ -56,11 +56,13 @@ def test_a_page_of_tasks_skips_what_the_caller_may_not_read(
         betas = [t.id for t in bea.tasks.list()]
     for _ in range(3):  # newer tasks that bob may not read
         two_orgs.tasks.submit("local", function="genesis_platform.testing.functions:noop")
+    assert len(two_orgs.tasks.list(limit=6)) == 6  # recorded, and the operator sees all
     with Platform.open(principal=Principal("bob", "beta")) as bob:
-        assert [t.id for t in bob.tasks.list(limit=2)] == betas[:2]
-        assert [t.id for t in bob.tasks.list(limit=10)] == betas
+        assert [t.id for t in bob.tasks.list(limit=2)] == betas[:2]  # pages of 2 rows
+        assert [t.id for t in bob.tasks.list(limit=3)] == betas  # pages of 3 rows
         assert [t.id for t in bob.tasks.list(limit=1, site="local")] == []
-    assert len(two_orgs.tasks.list(limit=6)) == 6
+        monkeypatch.setattr(tasks_module, "_LIST_SCAN_MAX", 3)
+        assert [t.id for t in bob.tasks.list(limit=2)] == betas[:1]  # 4 rows read, then stop
 
 
 def test_a_campaign_belongs_to_its_creators_org(two_orgs: Platform) -> None:
