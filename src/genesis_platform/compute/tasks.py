@@ -179,6 +179,10 @@ class _Tracked:
     files: TaskFiles = field(default_factory=TaskFiles)
     started: float | None = None
     """When its current attempt started (monotonic seconds), once it has."""
+    canceling: bool = False
+    """A cancel has begun: no later attempt may be sent (set under the service's lock)."""
+    finished: bool = False
+    """Its final record is written: nothing else is (set under the service's lock)."""
 
 
 class TaskService:
@@ -414,7 +418,7 @@ class TaskService:
 
     def _dispatch(self, tracked: _Tracked) -> None:
         """Submit one attempt of ``tracked`` and store its external id."""
-        if tracked.result.done():  # cancelled before this attempt was sent
+        if tracked.canceling or tracked.result.done():  # cancelled before it was sent
             self._finish(tracked, "canceled", error="canceled")
             return
         spec = replace(tracked.spec, task_id=str(tracked.task_id))
@@ -425,10 +429,15 @@ class TaskService:
             self._finish(tracked, "failed", error=_describe(exc))
             _resolve(tracked, error=exc)
             return
-        tracked.current = future
+        with self._lock:  # against _cancel_tracked: one of the two stops this attempt
+            tracked.current = future
+            canceling = tracked.canceling
+        if canceling:  # cancelled while it was being sent: its canceller records that
+            future.cancel()
+            return
         # Recovery needs a batch job's id (its job keeps running): write it soon.
-        self._recorder.update(
-            tracked.task_id,
+        self._note(
+            tracked,
             {"state": "queued", "external_id": future.external_id, "attempts": tracked.attempts},
             soon=self._sites.config(tracked.site).kind in BATCH_KINDS,
         )
@@ -440,7 +449,7 @@ class TaskService:
     def _started(self, tracked: _Tracked, future: TaskFuture) -> None:
         if tracked.current is future and not future.done():
             tracked.started = time.monotonic()
-            self._recorder.update(tracked.task_id, {"state": "active", "started_at": utcnow()})
+            self._note(tracked, {"state": "active", "started_at": utcnow()})
 
     def _done(self, tracked: _Tracked, future: Future[TaskResult]) -> None:
         """Record how an attempt ended; retry a transient failure if the policy allows."""
@@ -525,10 +534,11 @@ class TaskService:
             return False
         delay = policy.retry_backoff_s * 2 ** (tracked.attempts - 1)
         retrying = {"state": "queued", "error": f"retrying: {_describe(error)}"}
-        self._recorder.update(tracked.task_id, retrying)
+        if not self._note(tracked, retrying):
+            return True  # cancelled meanwhile, and recorded so
         tracked.timer = threading.Timer(delay, self._dispatch, args=(tracked,))
         tracked.timer.daemon = True
-        tracked.timer.start()
+        tracked.timer.start()  # a cancel before this is seen by _dispatch when it fires
         return True
 
     # -- reading -----------------------------------------------------------------------------
@@ -684,9 +694,11 @@ class TaskService:
 
     def _cancel_tracked(self, tracked: _Tracked) -> bool:
         """Cancel a task this process follows (its ``_done`` records ``canceled``)."""
+        with self._lock:  # against _dispatch: one of the two stops a new attempt
+            tracked.canceling = True
+            current = tracked.current
         if tracked.timer is not None:
             tracked.timer.cancel()
-        current = tracked.current
         if current is not None and current.cancel():
             _cancel(tracked)
             return True
@@ -824,8 +836,26 @@ class TaskService:
 
     # -- recording ---------------------------------------------------------------------------
 
-    def _finish(self, tracked: _Tracked, state: str, **values: Any) -> None:
+    def _note(self, tracked: _Tracked, values: dict[str, Any], soon: bool = False) -> bool:
+        """Record a change of a task that has not finished; False (nothing written) if it has.
+
+        Under the lock, so that no change lands after (and overwrites) the final record.
+        """
         with self._lock:
+            if tracked.finished:
+                return False
+            self._recorder.update(tracked.task_id, values, soon=soon)
+            return True
+
+    def _finish(self, tracked: _Tracked, state: str, **values: Any) -> None:
+        """Write ``tracked``'s final record and charge its allocation, once.
+
+        Later calls (a cancel racing the attempt's own end) change nothing.
+        """
+        with self._lock:
+            if tracked.finished:
+                return
+            tracked.finished = True
             self._tracked.pop(tracked.task_id, None)
         values.update(state=state, finished_at=utcnow())
         if not values.get("usage") and tracked.started is not None:

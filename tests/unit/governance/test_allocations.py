@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -508,3 +509,42 @@ def test_canceled_work_is_charged_for_the_cores_it_held(any_platform: Platform) 
     assert task.usage["estimated"] == 1.0 and task.usage["wall_seconds"] >= 1.0
     used = allocation(p, "local", "core-hours").used
     assert used == pytest.approx(2 * task.usage["wall_seconds"] / 3600)  # 2 cores held
+
+
+def test_a_cancel_while_a_retry_is_being_sent_stops_it_and_charges_once(
+    any_platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = any_platform
+    p.sites.add("flaky", "local", {"retries": 1, "retry_backoff_s": 0.05})
+    p.allocations.grant(PROJECT, site="flaky", unit="core-hours", amount=1)
+    executor = p.sites.executor("flaky")
+    sending, release, sent = threading.Event(), threading.Event(), []
+
+    def slow_second_submit(spec: Any) -> Any:
+        if sent:  # the retry: held while the test cancels
+            sending.set()
+            release.wait(30)
+        sent.append(executor_submit(spec))
+        return sent[-1]
+
+    executor_submit = executor.submit
+    monkeypatch.setattr(executor, "submit", slow_second_submit)
+    future = p.tasks.submit(
+        "flaky",
+        function=f"{FUNCTIONS}:exits_abruptly",
+        project=PROJECT,
+        resources=Resources(walltime_s=60, cores=2),
+    )
+    assert sending.wait(60), "the transient failure was not retried"
+    time.sleep(0.5)  # the first attempt's held cores count for this long too
+    assert future.cancel()
+    release.set()
+    deadline = time.monotonic() + 30
+    while not (len(sent) == 2 and sent[1].done()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sent[1].cancelled()  # the retry sent during the cancel was stopped
+    [task] = p.tasks.list()
+    assert task.state == "canceled"
+    used = allocation(p, "flaky", "core-hours").used
+    assert used > 0
+    assert used == pytest.approx(task.usage["core_seconds"] * SECOND)  # charged once
