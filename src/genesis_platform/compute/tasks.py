@@ -69,6 +69,7 @@ from genesis_platform.compute.staging import (
 )
 from genesis_platform.data.service import DatasetService
 from genesis_platform.errors import (
+    AllocationExceeded,
     ExecutorError,
     GenesisError,
     InvalidInput,
@@ -181,8 +182,13 @@ class _Tracked:
     """When its current attempt started (monotonic seconds), once it has."""
     canceling: bool = False
     """A cancel has begun: no later attempt may be sent (set under the service's lock)."""
+    ending: bool = False
+    """Its current attempt has ended and how is being recorded: a cancel no longer undoes
+    it, but stops a retry (set under the service's lock)."""
     finished: bool = False
     """Its final record is written: nothing else is (set under the service's lock)."""
+    spent: dict[str, float] = field(default_factory=dict)
+    """Usage of its earlier attempts (retried after transient failures), already charged."""
 
 
 class TaskService:
@@ -432,19 +438,19 @@ class TaskService:
         with self._lock:  # against _cancel_tracked: one of the two stops this attempt
             tracked.current = future
             canceling = tracked.canceling
+        # Recovery needs a batch job's id (its job keeps running): write it soon. Without
+        # a state, the id may follow the final record, which a cancel may have written.
+        ids = {"external_id": future.external_id, "attempts": tracked.attempts}
+        soon = self._sites.config(tracked.site).kind in BATCH_KINDS
+        if canceling or not self._note(tracked, {"state": "queued", **ids}, soon=soon):
+            self._recorder.update(tracked.task_id, ids, soon=soon)
         if canceling:  # cancelled while it was being sent: its canceller records that
-            future.cancel()
+            _stop(future)
             return
-        # Recovery needs a batch job's id (its job keeps running): write it soon.
-        self._note(
-            tracked,
-            {"state": "queued", "external_id": future.external_id, "attempts": tracked.attempts},
-            soon=self._sites.config(tracked.site).kind in BATCH_KINDS,
-        )
         future.add_start_callback(lambda f: self._started(tracked, f))
         future.add_done_callback(lambda f: self._done(tracked, f))
         if tracked.result.cancelled():  # cancelled while it was being sent
-            future.cancel()
+            _stop(future)
 
     def _started(self, tracked: _Tracked, future: TaskFuture) -> None:
         if tracked.current is future and not future.done():
@@ -453,6 +459,8 @@ class TaskService:
 
     def _done(self, tracked: _Tracked, future: Future[TaskResult]) -> None:
         """Record how an attempt ended; retry a transient failure if the policy allows."""
+        with self._lock:
+            tracked.ending = True
         if future.cancelled():
             self._finish(tracked, "canceled", error="canceled")
             _cancel(tracked)
@@ -527,15 +535,57 @@ class TaskService:
             return Path(root) / "staging"
         return self._ctx.home / "tasks"
 
+    def _attempt_usage(self, tracked: _Tracked, error: BaseException) -> dict[str, float]:
+        """What a failed attempt used: as the executor measured it, else what it held."""
+        measured = getattr(error, "details", {}).get("usage") or {}
+        if measured:
+            return _usage(measured, tracked.spec.resources)
+        if tracked.started is not None:
+            return _reserved_usage(tracked, time.monotonic() - tracked.started)
+        return {}
+
     def _retry(self, tracked: _Tracked, error: BaseException) -> bool:
-        """Schedule the next attempt after a transient failure; False if none is left."""
+        """Schedule the next attempt after a transient failure; False if none is left.
+
+        The failed attempt is charged now, and the next one needs a hold of its own: a
+        project whose allocation cannot cover it is not retried (and True is returned, as
+        the task is recorded ``failed`` here).
+        """
         policy = self._sites.config(tracked.site).settings()
         if tracked.attempts > policy.retries or self._closed.is_set():
             return False
+        used = self._attempt_usage(tracked, error)
+        try:
+            hold = self._hold(tracked.project, tracked.site, tracked.spec, default=False)
+        except AllocationExceeded as refused:
+            reason = f"{_describe(error)}; not retried: {refused}"
+            self._finish(tracked, "failed", error=reason, usage=used)
+            _resolve(tracked, error=error)
+            return True
+        charge = None
+        if self._allocations is not None:
+            r = tracked.spec.resources
+            charge = self._allocations.charge_task(
+                tracked.project, tracked.site, used, r.nodes, tracked.hold
+            )
+        spent = _sum_usage(tracked.spent, used)
+        retrying = {
+            "state": "queued",
+            "error": f"retrying: {_describe(error)}",
+            "usage": spent,  # kept if the platform restarts before the task ends
+        }
+        with self._lock:  # against a cancel: it stops the retry, or the retry waits for it
+            noted = not (tracked.canceling or tracked.finished)
+            if noted:
+                tracked.spent, tracked.started, tracked.hold = spent, None, hold
+                tracked.ending = False
+                self._recorder.update(tracked.task_id, retrying, charge=charge)
+        if not noted:  # cancelled while this attempt failed: not retried
+            self._release(hold)
+            self._finish(tracked, "canceled", error="canceled", usage=used)
+            _cancel(tracked)
+            return True
         delay = policy.retry_backoff_s * 2 ** (tracked.attempts - 1)
-        retrying = {"state": "queued", "error": f"retrying: {_describe(error)}"}
-        if not self._note(tracked, retrying):
-            return True  # cancelled meanwhile, and recorded so
         tracked.timer = threading.Timer(delay, self._dispatch, args=(tracked,))
         tracked.timer.daemon = True
         tracked.timer.start()  # a cancel before this is seen by _dispatch when it fires
@@ -696,7 +746,7 @@ class TaskService:
         """Cancel a task this process follows (its ``_done`` records ``canceled``)."""
         with self._lock:  # against _dispatch: one of the two stops a new attempt
             tracked.canceling = True
-            current = tracked.current
+            current, ending = tracked.current, tracked.ending
         if tracked.timer is not None:
             tracked.timer.cancel()
         if current is not None and current.cancel():
@@ -704,7 +754,7 @@ class TaskService:
             return True
         with self._lock:
             following = self._tracked.get(tracked.task_id) is tracked
-        if not following:
+        if not following or ending:  # finished, or its last attempt's end is being recorded
             return False
         self._finish(tracked, "canceled", error="canceled")  # waiting for a retry
         _cancel(tracked)
@@ -780,6 +830,7 @@ class TaskService:
             return None
         tracked = self._track(info.id, info.site, info.spec, info.attempts, project=info.project)
         tracked.files = info.files
+        tracked.spent = dict(info.usage)  # earlier attempts', written when they were retried
         tracked.current = future
         with self._lock:
             self._tracked[info.id] = tracked
@@ -796,8 +847,7 @@ class TaskService:
             self._unclaim(info.id, old_owner)  # a later recover() tries again
             return "deferred"
         tracked = self._track(info.id, info.site, info.spec, info.attempts, project=info.project)
-        with self._lock:
-            self._tracked[info.id] = tracked
+        tracked.spent = dict(info.usage)  # earlier attempts', written when they were retried
         reason = _lost(info)
         if self._outlives_platform(info.site):
             # Its job may exist though its id was never recorded (the platform stopped
@@ -809,7 +859,11 @@ class TaskService:
         policy = self._sites.config(info.site).settings()
         retry = info.state == "new" or info.attempts <= policy.retries
         if info.spec.function is not None and retry:
+            # Written before the task is followed, so a cancel cannot land before it: one
+            # requested meanwhile is seen by the cancel watcher once it is followed.
             self._update(info.id, state="queued", error=f"retrying: {reason}")
+            with self._lock:
+                self._tracked[info.id] = tracked
             self._dispatch(tracked)
             return "resubmitted"
         self._finish(tracked, "failed", error=reason)
@@ -861,12 +915,14 @@ class TaskService:
         if not values.get("usage") and tracked.started is not None:
             values["usage"] = _reserved_usage(tracked, time.monotonic() - tracked.started)
         charge = None
-        if self._allocations is not None:  # charged with the final record; frees its hold
+        if self._allocations is not None:  # the last attempt, with the final record
             hold, tracked.hold = tracked.hold, None
             usage, nodes = values.get("usage"), tracked.spec.resources.nodes
             charge = self._allocations.charge_task(
                 tracked.project, tracked.site, usage, nodes, hold
             )
+        if tracked.spent:  # the earlier attempts count in its usage too (charged already)
+            values["usage"] = _sum_usage(tracked.spent, values.get("usage") or {})
         self._recorder.update(tracked.task_id, values, soon=True, charge=charge)
 
     def _update(self, task_id: int, **values: Any) -> None:
@@ -928,6 +984,14 @@ def _resolve(
         tracked.full.settle(result, error)
 
 
+def _stop(future: TaskFuture) -> None:
+    """Cancel an attempt whose task was cancelled; a site that cannot be asked is logged."""
+    try:
+        future.cancel()
+    except GenesisError as exc:
+        _log.error("could not cancel attempt %s of a canceled task: %s", future.external_id, exc)
+
+
 def _cancel(tracked: _Tracked) -> None:
     tracked.result.cancel()
     if tracked.full is not None:
@@ -984,6 +1048,14 @@ def _reserved_usage(tracked: _Tracked, wall_s: float) -> dict[str, float]:
     if r.gpus:
         usage["gpu_seconds"] = r.gpus * r.nodes * wall_s
     return usage
+
+
+def _sum_usage(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float]:
+    """Two attempts' usage together; estimated if either was."""
+    out = {k: a.get(k, 0.0) + b.get(k, 0.0) for k in {*a, *b} if k != "estimated"}
+    if "estimated" in a or "estimated" in b:
+        out["estimated"] = 1.0
+    return out
 
 
 def _usage(usage: Mapping[str, Any], resources: Resources) -> dict[str, float]:

@@ -91,6 +91,15 @@ def exits_abruptly(**params: ParamValue) -> dict[str, float]:
     os._exit(70)
 
 
+def sleep_then_exit_abruptly(seconds: float, **params: ParamValue) -> dict[str, float]:
+    """Sleep ``seconds`` (s), then end the process as :func:`exits_abruptly` does.
+
+    Tests use it to check what retried attempts are charged.
+    """
+    time.sleep(seconds)
+    os._exit(70)
+
+
 def sleep_then_return(seconds: float, **params: ParamValue) -> dict[str, float]:
     """Sleep ``seconds`` (s), then return them and :func:`quadratic` of the parameters.
 

@@ -100,6 +100,22 @@ def test_a_transient_failure_is_retried_per_the_site_policy(platform: Platform) 
     assert task.attempts == 3  # the first attempt and two retries
 
 
+def test_every_attempt_of_a_retried_task_counts_in_its_usage(platform: Platform) -> None:
+    platform.sites.add("flaky", "local", {"retries": 2, "retry_backoff_s": 0.05})
+    future = platform.tasks.submit(
+        "flaky", function=f"{FUNCTIONS}:sleep_then_exit_abruptly", kwargs={"seconds": 0.4}
+    )
+    with pytest.raises(TransientFailure):
+        future.result(timeout=120)
+    [task] = platform.tasks.list()
+    assert task.attempts == 3
+    # Three attempts of at least 0.4 s each, held on one core (estimated: none measured).
+    assert task.usage["wall_seconds"] >= 3 * 0.4
+    assert task.usage["core_seconds"] >= 3 * 0.4
+    assert task.usage["estimated"] == 1.0
+    assert platform.tasks.usage()[0].core_seconds == pytest.approx(task.usage["core_seconds"])
+
+
 def test_cancel_a_running_task_from_this_process(platform: Platform, tmp_path: Path) -> None:
     journal = tmp_path / "journal.jsonl"
     env = {"GENESIS_TEST_JOURNAL": str(journal), "GENESIS_TEST_SLEEP": "60"}
@@ -335,6 +351,32 @@ def test_inputs_are_staged_and_outputs_kept_and_registered(
     assert kept.path == "results/count.txt" and kept.digest == task.outputs[0]["digest"]
     assert platform._ctx.blobs.read_bytes(kept.digest) == str(rows).encode()
     assert "task" in platform.lineage.text("dataset", "screen-counts", 1)
+
+
+def test_a_cancel_while_outputs_are_kept_leaves_the_task_completed(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keeping, release = threading.Event(), threading.Event()
+    keep_outputs = platform.tasks._keep_outputs
+
+    def slow_keep_outputs(tracked: Any) -> Any:
+        keeping.set()
+        release.wait(30)
+        return keep_outputs(tracked)
+
+    monkeypatch.setattr(platform.tasks, "_keep_outputs", slow_keep_outputs)
+    code = "import pathlib; pathlib.Path('out.txt').write_text('42')"
+    future = platform.tasks.submit(command=[sys.executable, "-c", code], outputs=["*.txt"])
+    try:
+        assert keeping.wait(60), "the task's outputs were never kept"
+        [task] = platform.tasks.list()
+        assert not platform.tasks.cancel(task.id)  # its work is done: too late to cancel
+    finally:
+        release.set()
+    assert future.result(timeout=60) == 0
+    task = platform.tasks.get(task.id)
+    assert task.state == "completed"
+    assert [o["path"] for o in task.outputs] == ["out.txt"]
 
 
 @pytest.mark.parametrize(

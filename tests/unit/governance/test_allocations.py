@@ -22,6 +22,7 @@ from genesis_platform.errors import (
     InvalidInput,
     NotFound,
     TaskFailed,
+    TransientFailure,
 )
 from genesis_platform.governance import allocations
 from genesis_platform.governance.allocations import AllocationInfo, AllocationService
@@ -535,16 +536,64 @@ def test_a_cancel_while_a_retry_is_being_sent_stops_it_and_charges_once(
         project=PROJECT,
         resources=Resources(walltime_s=60, cores=2),
     )
-    assert sending.wait(60), "the transient failure was not retried"
-    time.sleep(0.5)  # the first attempt's held cores count for this long too
-    assert future.cancel()
-    release.set()
+    try:
+        assert sending.wait(60), "the transient failure was not retried"
+        assert future.cancel()
+    finally:
+        release.set()
     deadline = time.monotonic() + 30
     while not (len(sent) == 2 and sent[1].done()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sent[1].cancelled()  # the retry sent during the cancel was stopped
     [task] = p.tasks.list()
     assert task.state == "canceled"
+    assert task.external_id == sent[1].external_id  # the stopped attempt can be found
     used = allocation(p, "flaky", "core-hours").used
-    assert used > 0
+    assert used > 0  # the first attempt's cores, for as long as it ran
     assert used == pytest.approx(task.usage["core_seconds"] * SECOND)  # charged once
+
+
+def test_each_attempt_of_a_retried_task_is_charged_and_needs_a_hold(
+    any_platform: Platform,
+) -> None:
+    p = any_platform
+    p.sites.add("flaky", "local", {"retries": 2, "retry_backoff_s": 0.05})
+    p.allocations.grant(PROJECT, site="flaky", unit="core-hours", amount=1)
+    future = p.tasks.submit(
+        "flaky",
+        function=f"{FUNCTIONS}:sleep_then_exit_abruptly",
+        kwargs={"seconds": 0.3},
+        project=PROJECT,
+        resources=Resources(walltime_s=60, cores=2),
+    )
+    with pytest.raises(TransientFailure):
+        future.result(timeout=120)
+    [task] = p.tasks.list()
+    assert task.attempts == 3
+    assert task.usage["wall_seconds"] >= 3 * 0.3  # every attempt, held on 2 cores
+    assert task.usage["core_seconds"] == pytest.approx(2 * task.usage["wall_seconds"])
+    used = allocation(p, "flaky", "core-hours").used
+    assert used == pytest.approx(task.usage["core_seconds"] * SECOND)
+
+
+def test_a_retry_the_allocation_cannot_hold_is_not_sent(any_platform: Platform) -> None:
+    p = any_platform
+    p.sites.add("flaky", "local", {"retries": 2, "retry_backoff_s": 0.05})
+    # 1.5 attempts' worst case (2 cores x 60 s): the first attempt's hold fits, a second not.
+    p.allocations.grant(PROJECT, site="flaky", unit="core-hours", amount=1.5 * 120 * SECOND)
+    future = p.tasks.submit(
+        "flaky",
+        function=f"{FUNCTIONS}:sleep_then_exit_abruptly",
+        kwargs={"seconds": 0.3},
+        project=PROJECT,
+        resources=Resources(walltime_s=60, cores=2),
+    )
+    with pytest.raises(TransientFailure):
+        future.result(timeout=120)
+    [task] = p.tasks.list()
+    assert (task.state, task.attempts) == ("failed", 1)
+    assert "not retried" in task.error and "core-hours" in task.error
+    assert allocation(p, "flaky", "core-hours").used == pytest.approx(
+        task.usage["core_seconds"] * SECOND
+    )
+    assert task.usage["wall_seconds"] >= 0.3
