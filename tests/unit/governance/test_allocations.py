@@ -553,47 +553,38 @@ def test_a_cancel_while_a_retry_is_being_sent_stops_it_and_charges_once(
     assert used == pytest.approx(task.usage["core_seconds"] * SECOND)  # charged once
 
 
+def failed_attempts(p: Platform, grant_hours: float) -> Any:
+    """The record of a task whose every attempt (up to 3) fails transiently after 0.3 s, on
+    2 cores x 60 s walltime (120 core-s each at worst), under a grant of ``grant_hours``."""
+    p.sites.add("flaky", "local", {"retries": 2, "retry_backoff_s": 0.05})
+    p.allocations.grant(PROJECT, site="flaky", unit="core-hours", amount=grant_hours)
+    future = p.tasks.submit(
+        "flaky",
+        function=f"{FUNCTIONS}:sleep_then_exit_abruptly",
+        kwargs={"seconds": 0.3},
+        project=PROJECT,
+        resources=Resources(walltime_s=60, cores=2),
+    )
+    with pytest.raises(TransientFailure):
+        future.result(timeout=120)
+    [task] = p.tasks.list()
+    assert task.usage["core_seconds"] == pytest.approx(2 * task.usage["wall_seconds"])
+    used = allocation(p, "flaky", "core-hours").used
+    assert used == pytest.approx(task.usage["core_seconds"] * SECOND)  # all, once
+    return task
+
+
 def test_each_attempt_of_a_retried_task_is_charged_and_needs_a_hold(
     any_platform: Platform,
 ) -> None:
-    p = any_platform
-    p.sites.add("flaky", "local", {"retries": 2, "retry_backoff_s": 0.05})
-    p.allocations.grant(PROJECT, site="flaky", unit="core-hours", amount=1)
-    future = p.tasks.submit(
-        "flaky",
-        function=f"{FUNCTIONS}:sleep_then_exit_abruptly",
-        kwargs={"seconds": 0.3},
-        project=PROJECT,
-        resources=Resources(walltime_s=60, cores=2),
-    )
-    with pytest.raises(TransientFailure):
-        future.result(timeout=120)
-    [task] = p.tasks.list()
+    task = failed_attempts(any_platform, grant_hours=1)
     assert task.attempts == 3
     assert task.usage["wall_seconds"] >= 3 * 0.3  # every attempt, held on 2 cores
-    assert task.usage["core_seconds"] == pytest.approx(2 * task.usage["wall_seconds"])
-    used = allocation(p, "flaky", "core-hours").used
-    assert used == pytest.approx(task.usage["core_seconds"] * SECOND)
 
 
 def test_a_retry_the_allocation_cannot_hold_is_not_sent(any_platform: Platform) -> None:
-    p = any_platform
-    p.sites.add("flaky", "local", {"retries": 2, "retry_backoff_s": 0.05})
-    # 1.5 attempts' worst case (2 cores x 60 s): the first attempt's hold fits, a second not.
-    p.allocations.grant(PROJECT, site="flaky", unit="core-hours", amount=1.5 * 120 * SECOND)
-    future = p.tasks.submit(
-        "flaky",
-        function=f"{FUNCTIONS}:sleep_then_exit_abruptly",
-        kwargs={"seconds": 0.3},
-        project=PROJECT,
-        resources=Resources(walltime_s=60, cores=2),
-    )
-    with pytest.raises(TransientFailure):
-        future.result(timeout=120)
-    [task] = p.tasks.list()
+    # 1.5 attempts' worst case: the first attempt's hold fits, a second one's not.
+    task = failed_attempts(any_platform, grant_hours=1.5 * 120 * SECOND)
     assert (task.state, task.attempts) == ("failed", 1)
     assert "not retried" in task.error and "core-hours" in task.error
-    assert allocation(p, "flaky", "core-hours").used == pytest.approx(
-        task.usage["core_seconds"] * SECOND
-    )
     assert task.usage["wall_seconds"] >= 0.3
