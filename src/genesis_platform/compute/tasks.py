@@ -69,7 +69,6 @@ from genesis_platform.compute.staging import (
 )
 from genesis_platform.data.service import DatasetService
 from genesis_platform.errors import (
-    AllocationExceeded,
     ExecutorError,
     GenesisError,
     InvalidInput,
@@ -78,7 +77,13 @@ from genesis_platform.errors import (
     TransientFailure,
 )
 from genesis_platform.governance import Resource, ServiceContext
-from genesis_platform.governance.allocations import AllocationService, Hold, task_needs
+from genesis_platform.governance.allocations import (
+    AllocationService,
+    Charge,
+    Hold,
+    task_hours,
+    task_needs,
+)
 from genesis_platform.governance.state import AssetFacts
 from genesis_platform.provenance.graph import Edge, Node, ProvenanceGraph
 
@@ -548,48 +553,74 @@ class TaskService:
         """Schedule the next attempt after a transient failure; False if none is left.
 
         The failed attempt is charged now, and the next one needs a hold of its own: a
-        project whose allocation cannot cover it is not retried (and True is returned, as
-        the task is recorded ``failed`` here).
+        project whose allocation cannot cover it is not retried (True is returned, as the
+        task is recorded ``failed`` here; so it is when the allocation cannot be read).
         """
         policy = self._sites.config(tracked.site).settings()
         if tracked.attempts > policy.retries or self._closed.is_set():
             return False
         used = self._attempt_usage(tracked, error)
-        try:
-            hold = self._hold(tracked.project, tracked.site, tracked.spec, default=False)
-        except AllocationExceeded as refused:
+        delay = policy.retry_backoff_s * 2 ** (tracked.attempts - 1)
+        refused: Exception | None = None
+        with self._lock:  # a cancel or close sees the whole retry or none of it
+            stopped = tracked.canceling or tracked.finished or self._closed.is_set()
+            if not stopped:
+                try:
+                    charge, hold = self._next_hold(tracked, used)
+                except Exception as exc:  # AllocationExceeded, or the catalog is unreadable
+                    refused = exc
+                else:
+                    spent = _sum_usage(tracked.spent, used)
+                    retrying = {
+                        "state": "queued",
+                        "error": f"retrying: {_describe(error)}",
+                        "usage": spent,  # kept if the platform restarts before the task ends
+                    }
+                    self._recorder.update(tracked.task_id, retrying, charge=charge)
+                    tracked.spent, tracked.started, tracked.hold = spent, None, hold
+                    tracked.ending = False
+                    tracked.timer = threading.Timer(delay, self._dispatch, args=(tracked,))
+                    tracked.timer.daemon = True
+                    tracked.timer.start()
+        if refused is not None:
             reason = f"{_describe(error)}; not retried: {refused}"
             self._finish(tracked, "failed", error=reason, usage=used)
-            _resolve(tracked, error=error)
-            return True
-        charge = None
-        if self._allocations is not None:
-            r = tracked.spec.resources
-            charge = self._allocations.charge_task(
-                tracked.project, tracked.site, used, r.nodes, tracked.hold
-            )
-        spent = _sum_usage(tracked.spent, used)
-        retrying = {
-            "state": "queued",
-            "error": f"retrying: {_describe(error)}",
-            "usage": spent,  # kept if the platform restarts before the task ends
-        }
-        with self._lock:  # against a cancel: it stops the retry, or the retry waits for it
-            noted = not (tracked.canceling or tracked.finished)
-            if noted:
-                tracked.spent, tracked.started, tracked.hold = spent, None, hold
-                tracked.ending = False
-                self._recorder.update(tracked.task_id, retrying, charge=charge)
-        if not noted:  # cancelled while this attempt failed: not retried
-            self._release(hold)
+            failure = TransientFailure(reason)
+            failure.__cause__ = error
+            _resolve(tracked, error=failure)
+        elif stopped and tracked.canceling:  # cancelled while this attempt failed
             self._finish(tracked, "canceled", error="canceled", usage=used)
             _cancel(tracked)
-            return True
-        delay = policy.retry_backoff_s * 2 ** (tracked.attempts - 1)
-        tracked.timer = threading.Timer(delay, self._dispatch, args=(tracked,))
-        tracked.timer.daemon = True
-        tracked.timer.start()  # a cancel before this is seen by _dispatch when it fires
+        elif stopped and not tracked.finished:  # closing: recorded failed, as before
+            return False
         return True
+
+    def _next_hold(
+        self, tracked: _Tracked, used: Mapping[str, float]
+    ) -> tuple[Charge | None, Hold | None]:
+        """The charge of a failed attempt and the hold of the next one.
+
+        Both are None where the task's project has no allocation on its site.
+
+        Raises:
+            AllocationExceeded: the next attempt does not fit (nothing is changed).
+        """
+        if self._allocations is None:
+            return None, None
+        r = tracked.spec.resources
+        if tracked.hold is None:  # not limited when it was submitted (or recovered)
+            hold = self._hold(tracked.project, tracked.site, tracked.spec, default=False)
+            charge = self._allocations.charge_task(
+                tracked.project, tracked.site, used, r.nodes, None
+            )
+            return charge, hold
+        hours = task_hours(used, r.nodes)
+        priced = self._allocations.charge(tracked.project, "site", tracked.site, hours)
+        needs, what = task_needs(r.nodes, r.cores, r.walltime_s)
+        spent, hold = self._allocations.renew(tracked.hold, hours, needs, what)
+        if priced is None:
+            return Charge(tracked.project, "site", tracked.site, {}, spent), hold
+        return replace(priced, hold=spent), hold
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -746,16 +777,17 @@ class TaskService:
         """Cancel a task this process follows (its ``_done`` records ``canceled``)."""
         with self._lock:  # against _dispatch: one of the two stops a new attempt
             tracked.canceling = True
-            current, ending = tracked.current, tracked.ending
+            current = tracked.current
         if tracked.timer is not None:
             tracked.timer.cancel()
         if current is not None and current.cancel():
             _cancel(tracked)
             return True
-        with self._lock:
+        with self._lock:  # read after cancel(), which waits for the attempt's settling
             following = self._tracked.get(tracked.task_id) is tracked
+            ending = tracked.ending
         if not following or ending:  # finished, or its last attempt's end is being recorded
-            return False
+            return False  # (canceling stays set: no retry follows that attempt)
         self._finish(tracked, "canceled", error="canceled")  # waiting for a retry
         _cancel(tracked)
         return True

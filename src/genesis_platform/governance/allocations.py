@@ -343,25 +343,73 @@ class AllocationService:
         units = self.limited(project, kind, resource)
         if not units:
             return None
-        held = {unit: hours for unit, hours in needs.items() if unit in units}
+        held = Hold(project, kind, resource, {u: h for u, h in needs.items() if u in units})
         with self._lock:
             self._admit(project, kind, resource, needs, what or {})
-            for unit, hours in held.items():
-                self._held[(project, kind, resource, unit)] += hours
-        return Hold(project, kind, resource, held)
+            self._keep(held)
+        return held
+
+    def renew(
+        self,
+        hold: Hold,
+        used: Mapping[str, float],
+        needs: Mapping[str, float],
+        what: Mapping[str, str] | None = None,
+    ) -> tuple[Hold, Hold]:
+        """Hold ``needs`` for the next attempt of work whose last attempt used ``used``.
+
+        In one step, ``hold`` shrinks to ``used`` (what that attempt's charge, not yet
+        written, will add), and the next attempt is admitted against what is left then.
+
+        Returns:
+            The hold of the finished attempt's charge, and the next attempt's hold.
+
+        Raises:
+            AllocationExceeded: the next attempt does not fit; ``hold`` is kept as it was.
+        """
+        spent = Hold(
+            hold.project,
+            hold.kind,
+            hold.resource,
+            {u: min(h, max(0.0, used.get(u, 0.0))) for u, h in hold.needs.items()},
+        )
+        units = set(hold.needs)
+        following = Hold(
+            hold.project, hold.kind, hold.resource, {u: h for u, h in needs.items() if u in units}
+        )
+        with self._lock:
+            self._drop(hold)
+            self._keep(spent)
+            try:
+                self._admit(hold.project, hold.kind, hold.resource, needs, what or {})
+            except BaseException:
+                self._drop(spent)
+                self._keep(hold)
+                raise
+            self._keep(following)
+        return spent, following
 
     def release(self, hold: Hold | None) -> None:
         """Give back what a hold kept (the work never ran, or its charge was written)."""
         if hold is None:
             return
         with self._lock:
-            for unit, hours in hold.needs.items():
-                key = (hold.project, hold.kind, hold.resource, unit)
-                left = self._held[key] - hours
-                if left <= 1e-12:
-                    del self._held[key]
-                else:
-                    self._held[key] = left
+            self._drop(hold)
+
+    def _keep(self, hold: Hold) -> None:
+        """Count ``hold`` as held; call holding the lock."""
+        for unit, hours in hold.needs.items():
+            self._held[(hold.project, hold.kind, hold.resource, unit)] += hours
+
+    def _drop(self, hold: Hold) -> None:
+        """Stop counting ``hold``; call holding the lock."""
+        for unit, hours in hold.needs.items():
+            key = (hold.project, hold.kind, hold.resource, unit)
+            left = self._held[key] - hours
+            if left <= 1e-12:
+                del self._held[key]
+            else:
+                self._held[key] = left
 
     # -- charging (the record writers of tasks and operations) ---------------------------
 
@@ -402,12 +450,7 @@ class AllocationService:
         """
         if hold is None and not self._units(project, "site", site):
             return None  # the common case: a project without allocations here
-        usage = usage or {}
-        used = {
-            "core-hours": _seconds(usage.get("core_seconds")) / 3600.0,
-            "node-hours": nodes * _seconds(usage.get("wall_seconds")) / 3600.0,
-        }
-        return self.charge(project, "site", site, used, hold)
+        return self.charge(project, "site", site, task_hours(usage, nodes), hold)
 
     def charge_operation(self, project: str, station: str, seconds: float) -> Charge | None:
         """:meth:`charge` of a finished station operation: its instrument-seconds / 3600."""
@@ -559,6 +602,18 @@ def _refusal(
         message += f"; this {work} asks for up to {format_hours(need)} {a.unit}"
         message += f" ({how})" if how else ""
     return refusal(message + "; ask an operator for more with `genesis allocation grant`")
+
+
+def task_hours(usage: Mapping[str, Any] | None, nodes: int) -> dict[str, float]:
+    """What a task's recorded ``usage`` counts for, in hours by unit.
+
+    ``core_seconds / 3600`` core-hours and ``nodes x wall_seconds / 3600`` node-hours.
+    """
+    usage = usage or {}
+    return {
+        "core-hours": _seconds(usage.get("core_seconds")) / 3600.0,
+        "node-hours": nodes * _seconds(usage.get("wall_seconds")) / 3600.0,
+    }
 
 
 def task_needs(

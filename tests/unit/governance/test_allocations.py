@@ -356,6 +356,28 @@ def test_tasks_still_running_hold_their_worst_case(any_platform: Platform) -> No
     assert count(p, TaskRow) == 2
 
 
+def test_a_renewed_hold_keeps_what_the_attempt_used_and_a_refused_one_changes_nothing(
+    any_platform: Platform,
+) -> None:
+    p = any_platform
+    p.allocations.grant(PROJECT, site="local", unit="core-hours", amount=100 * SECOND)
+    needs = {"core-hours": 60 * SECOND}
+    first = p.allocations.hold(PROJECT, "site", "local", needs)
+    assert first is not None
+    spent, following = p.allocations.renew(first, {"core-hours": 30 * SECOND}, needs)
+    assert spent.needs == {"core-hours": pytest.approx(30 * SECOND)}
+    with pytest.raises(AllocationExceeded, match=r"0\.025 more held"):  # 30 + 60 core-s
+        p.allocations.check(PROJECT, "site", "local", needs={"core-hours": 11 * SECOND})
+    with pytest.raises(AllocationExceeded):  # 100 - 30 - 50 left: not another 60
+        p.allocations.renew(following, {"core-hours": 50 * SECOND}, needs)
+    p.allocations.check(PROJECT, "site", "local", needs={"core-hours": 9 * SECOND})  # as before
+    with pytest.raises(AllocationExceeded, match=r"0\.025 more held"):
+        p.allocations.check(PROJECT, "site", "local", needs={"core-hours": 11 * SECOND})
+    p.allocations.release(spent)
+    p.allocations.release(following)
+    p.allocations.check(PROJECT, "site", "local", needs={"core-hours": 100 * SECOND})
+
+
 def test_a_task_without_walltime_counts_at_the_sites_default_or_is_refused(
     any_platform: Platform,
 ) -> None:
@@ -577,14 +599,17 @@ def failed_attempts(p: Platform, grant_hours: float) -> Any:
 def test_each_attempt_of_a_retried_task_is_charged_and_needs_a_hold(
     any_platform: Platform,
 ) -> None:
-    task = failed_attempts(any_platform, grant_hours=1)
+    # Room for 1.9 attempts' worst case: each retry fits beside what the earlier attempts
+    # used, as a finished attempt's own hold is not counted against the next one.
+    task = failed_attempts(any_platform, grant_hours=1.9 * 120 * SECOND)
     assert task.attempts == 3
     assert task.usage["wall_seconds"] >= 3 * 0.3  # every attempt, held on 2 cores
 
 
 def test_a_retry_the_allocation_cannot_hold_is_not_sent(any_platform: Platform) -> None:
-    # 1.5 attempts' worst case: the first attempt's hold fits, a second one's not.
-    task = failed_attempts(any_platform, grant_hours=1.5 * 120 * SECOND)
+    # One attempt's worst case and 0.3 core-s: the first attempt fits and uses at least
+    # 0.6 core-s (0.3 s on 2 cores), after which a second one's worst case does not.
+    task = failed_attempts(any_platform, grant_hours=120.3 * SECOND)
     assert (task.state, task.attempts) == ("failed", 1)
     assert "not retried" in task.error and "core-hours" in task.error
     assert task.usage["wall_seconds"] >= 0.3
