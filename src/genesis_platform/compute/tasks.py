@@ -187,9 +187,6 @@ class _Tracked:
     """When its current attempt started (monotonic seconds), once it has."""
     canceling: bool = False
     """A cancel has begun: no later attempt may be sent (set under the service's lock)."""
-    ending: bool = False
-    """Its current attempt has ended and how is being recorded: a cancel no longer undoes
-    it, but stops a retry (set under the service's lock)."""
     finished: bool = False
     """Its final record is written: nothing else is (set under the service's lock)."""
     spent: dict[str, float] = field(default_factory=dict)
@@ -432,6 +429,8 @@ class TaskService:
         if tracked.canceling or tracked.result.done():  # cancelled before it was sent
             self._finish(tracked, "canceled", error="canceled")
             return
+        if tracked.attempts and self._closed.is_set():  # a retry: recover() resubmits it
+            return
         spec = replace(tracked.spec, task_id=str(tracked.task_id))
         tracked.attempts += 1
         try:
@@ -464,8 +463,6 @@ class TaskService:
 
     def _done(self, tracked: _Tracked, future: Future[TaskResult]) -> None:
         """Record how an attempt ended; retry a transient failure if the policy allows."""
-        with self._lock:
-            tracked.ending = True
         if future.cancelled():
             self._finish(tracked, "canceled", error="canceled")
             _cancel(tracked)
@@ -578,7 +575,7 @@ class TaskService:
                     }
                     self._recorder.update(tracked.task_id, retrying, charge=charge)
                     tracked.spent, tracked.started, tracked.hold = spent, None, hold
-                    tracked.ending = False
+                    tracked.current = None  # a cancel while it waits ends the task
                     tracked.timer = threading.Timer(delay, self._dispatch, args=(tracked,))
                     tracked.timer.daemon = True
                     tracked.timer.start()
@@ -605,19 +602,17 @@ class TaskService:
         Raises:
             AllocationExceeded: the next attempt does not fit (nothing is changed).
         """
-        if self._allocations is None:
+        allocations = self._allocations
+        if allocations is None:
             return None, None
         r = tracked.spec.resources
-        if tracked.hold is None:  # not limited when it was submitted (or recovered)
-            hold = self._hold(tracked.project, tracked.site, tracked.spec, default=False)
-            charge = self._allocations.charge_task(
-                tracked.project, tracked.site, used, r.nodes, None
-            )
-            return charge, hold
+        if tracked.hold is None and not allocations.limited(tracked.project, "site", tracked.site):
+            return None, None
         hours = task_hours(used, r.nodes)
-        priced = self._allocations.charge(tracked.project, "site", tracked.site, hours)
+        priced = allocations.charge(tracked.project, "site", tracked.site, hours)
         needs, what = task_needs(r.nodes, r.cores, r.walltime_s)
-        spent, hold = self._allocations.renew(tracked.hold, hours, needs, what)
+        held = tracked.hold or Hold(tracked.project, "site", tracked.site, {})  # e.g. recovered
+        spent, hold = allocations.renew(held, hours, needs, what)
         if priced is None:
             return Charge(tracked.project, "site", tracked.site, {}, spent), hold
         return replace(priced, hold=spent), hold
@@ -780,14 +775,17 @@ class TaskService:
             current = tracked.current
         if tracked.timer is not None:
             tracked.timer.cancel()
-        if current is not None and current.cancel():
-            _cancel(tracked)
-            return True
-        with self._lock:  # read after cancel(), which waits for the attempt's settling
+        if current is not None:
+            if current.cancel():
+                _cancel(tracked)
+                return True
+            # Its attempt has ended: its _done records how (canceling stays set, so no
+            # retry follows it). A retry waiting for its timer has no current attempt.
+            return False
+        with self._lock:
             following = self._tracked.get(tracked.task_id) is tracked
-            ending = tracked.ending
-        if not following or ending:  # finished, or its last attempt's end is being recorded
-            return False  # (canceling stays set: no retry follows that attempt)
+        if not following:
+            return False
         self._finish(tracked, "canceled", error="canceled")  # waiting for a retry
         _cancel(tracked)
         return True
@@ -950,9 +948,13 @@ class TaskService:
         if self._allocations is not None:  # the last attempt, with the final record
             hold, tracked.hold = tracked.hold, None
             usage, nodes = values.get("usage"), tracked.spec.resources.nodes
-            charge = self._allocations.charge_task(
-                tracked.project, tracked.site, usage, nodes, hold
-            )
+            try:
+                charge = self._allocations.charge_task(
+                    tracked.project, tracked.site, usage, nodes, hold
+                )
+            except Exception:  # e.g. the allocations could not be read: record it anyway
+                _log.exception("task %s: its allocation charge is lost", tracked.task_id)
+                charge = Charge(tracked.project, "site", tracked.site, {}, hold) if hold else None
         if tracked.spent:  # the earlier attempts count in its usage too (charged already)
             values["usage"] = _sum_usage(tracked.spent, values.get("usage") or {})
         self._recorder.update(tracked.task_id, values, soon=True, charge=charge)

@@ -367,13 +367,13 @@ class AllocationService:
         Raises:
             AllocationExceeded: the next attempt does not fit; ``hold`` is kept as it was.
         """
+        units = self._units(hold.project, hold.kind, hold.resource)  # as granted now
         spent = Hold(
             hold.project,
             hold.kind,
             hold.resource,
-            {u: min(h, max(0.0, used.get(u, 0.0))) for u, h in hold.needs.items()},
+            {u: max(0.0, h) for u, h in used.items() if u in units and math.isfinite(h)},
         )
-        units = set(hold.needs)
         following = Hold(
             hold.project, hold.kind, hold.resource, {u: h for u, h in needs.items() if u in units}
         )

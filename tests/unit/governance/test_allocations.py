@@ -613,3 +613,22 @@ def test_a_retry_the_allocation_cannot_hold_is_not_sent(any_platform: Platform) 
     assert (task.state, task.attempts) == ("failed", 1)
     assert "not retried" in task.error and "core-hours" in task.error
     assert task.usage["wall_seconds"] >= 0.3
+
+
+def test_a_charge_that_cannot_be_worked_out_still_finishes_the_task(
+    any_platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = any_platform
+    p.allocations.grant(PROJECT, site="local", unit="core-hours", amount=1)
+
+    def unreadable(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the allocations cannot be read")
+
+    monkeypatch.setattr(p.allocations, "charge_task", unreadable)
+    assert sleeper(p, 0.1).result(timeout=60)["slept_s"] == 0.1
+    [task] = p.tasks.list()
+    assert task.state == "completed"
+    sleeper(p, 0.1).result(timeout=60)
+    assert [t.state for t in p.tasks.list()] == ["completed", "completed"]  # both written
+    # and their holds released all the same: the whole grant can be held again
+    p.allocations.check(PROJECT, "site", "local", needs={"core-hours": 1 - 1e-6})
