@@ -914,6 +914,7 @@ class TaskService:
         for each in tracked:
             if each.timer is not None:
                 each.timer.cancel()
+        self._recorder.flush()  # tasks stored by now are dispatched before the dispatcher stops
         self._dispatcher.shutdown(wait=True)
         self._outputs.shutdown(wait=True)
         self._recorder.close()
