@@ -486,7 +486,7 @@ class TaskService:
             "failed",
             error=_describe(error),
             logs=str(details.get("logs", "")),
-            usage=_usage(details.get("usage") or {}, tracked.spec.resources),
+            usage=self._attempt_usage(tracked, error),
         )
         _resolve(tracked, error=error)
 
@@ -608,14 +608,9 @@ class TaskService:
         r = tracked.spec.resources
         if tracked.hold is None and not allocations.limited(tracked.project, "site", tracked.site):
             return None, None
-        hours = task_hours(used, r.nodes)
-        priced = allocations.charge(tracked.project, "site", tracked.site, hours)
         needs, what = task_needs(r.nodes, r.cores, r.walltime_s)
         held = tracked.hold or Hold(tracked.project, "site", tracked.site, {})  # e.g. recovered
-        spent, hold = allocations.renew(held, hours, needs, what)
-        if priced is None:
-            return Charge(tracked.project, "site", tracked.site, {}, spent), hold
-        return replace(priced, hold=spent), hold
+        return allocations.renew(held, task_hours(used, r.nodes), needs, what)
 
     # -- reading -----------------------------------------------------------------------------
 

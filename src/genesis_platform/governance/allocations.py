@@ -355,14 +355,15 @@ class AllocationService:
         used: Mapping[str, float],
         needs: Mapping[str, float],
         what: Mapping[str, str] | None = None,
-    ) -> tuple[Hold, Hold]:
+    ) -> tuple[Charge, Hold]:
         """Hold ``needs`` for the next attempt of work whose last attempt used ``used``.
 
         In one step, ``hold`` shrinks to ``used`` (what that attempt's charge, not yet
         written, will add), and the next attempt is admitted against what is left then.
 
         Returns:
-            The hold of the finished attempt's charge, and the next attempt's hold.
+            The finished attempt's charge (holding what it used until it is written), and
+            the next attempt's hold.
 
         Raises:
             AllocationExceeded: the next attempt does not fit; ``hold`` is kept as it was.
@@ -387,7 +388,8 @@ class AllocationService:
                 self._keep(hold)
                 raise
             self._keep(following)
-        return spent, following
+        used_here = {u: h for u, h in spent.needs.items() if h > 0}
+        return Charge(hold.project, hold.kind, hold.resource, used_here, spent), following
 
     def release(self, hold: Hold | None) -> None:
         """Give back what a hold kept (the work never ran, or its charge was written)."""

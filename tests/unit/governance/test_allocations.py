@@ -364,8 +364,10 @@ def test_a_renewed_hold_keeps_what_the_attempt_used_and_a_refused_one_changes_no
     needs = {"core-hours": 60 * SECOND}
     first = p.allocations.hold(PROJECT, "site", "local", needs)
     assert first is not None
-    spent, following = p.allocations.renew(first, {"core-hours": 30 * SECOND}, needs)
-    assert spent.needs == {"core-hours": pytest.approx(30 * SECOND)}
+    charge, following = p.allocations.renew(first, {"core-hours": 30 * SECOND}, needs)
+    spent = charge.hold
+    assert spent is not None
+    assert charge.used == spent.needs == {"core-hours": pytest.approx(30 * SECOND)}
     with pytest.raises(AllocationExceeded, match=r"0\.025 more held"):  # 30 + 60 core-s
         p.allocations.check(PROJECT, "site", "local", needs={"core-hours": 11 * SECOND})
     with pytest.raises(AllocationExceeded):  # 100 - 30 - 50 left: not another 60
