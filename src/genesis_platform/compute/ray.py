@@ -21,6 +21,19 @@ Design choices:
   when the executor connected) minus this executor's tasks in flight. It counts tasks, not
   cores, like the local executor, and is advisory: Ray, not this number, decides how many
   tasks run at once.
+- **Bundles of short tasks.** Ray spends about 0.7 ms of CPU on each task it runs, far more
+  than a short function needs, and on a small machine that CPU is taken from the tasks. So
+  a callable without walltime whose calls on this executor have lately taken at most
+  :data:`_SHORT_S` (smoothed over its recent calls; a function never seen is not short) is
+  held in the executor instead of being sent, while this executor already has twice
+  ``max_workers`` Ray tasks in flight, and sent with other held tasks of the same resources
+  as one Ray task, a *bundle* (``genesis-bundle`` in Ray's dashboard), once Ray has room:
+  each bundle takes an equal share of what is held, at most :data:`_BUNDLE_LIMIT`. Its
+  tasks run one after the other in one worker, each as it would alone (own environment,
+  logs, usage), and each future settles with its own outcome when the bundle ends. A held
+  task's external id is ``"ray:held-..."`` (it names the task, not a Ray task). A task
+  sent alone is never delayed: bundles form only from tasks that would have waited in
+  Ray's queue. ``bundle=False`` gives every task a Ray task of its own.
 - **Futures without a thread per task, and without a callback per task.** One dispatcher
   thread per executor blocks in ``ray.wait`` on the oldest tasks in flight and settles the
   futures of every task it finds finished, fetching their outcomes with one ``ray.get``
@@ -51,7 +64,15 @@ Design choices:
   :func:`faulthandler.dump_traceback_later` ends the worker process ``walltime_s + 2`` s
   after the call started, and the future fails with ``walltime exceeded``; Ray starts a new
   worker. A command's process group is killed at the limit.
-- **Cancel.** A queued task is removed from Ray's queue. A running callable is stopped by
+- **Cancel.** A held task is dropped: it never runs. A task in a bundle that was sent
+  runs (within milliseconds, as its bundle holds only short tasks) and its outcome is
+  dropped; if the bundle still runs :data:`_STUCK_S` after the cancel (the cancelled
+  call, or another, did not turn out short), its worker is killed, and its other tasks
+  fail with :class:`~genesis_platform.errors.TransientFailure` (a bundle returns its
+  outcomes when it ends; the site's policy retries them, so one that had run may run
+  again). A worker lost while running a bundle fails all of the bundle's tasks the same
+  way. A task sent alone that is queued is removed from Ray's
+  queue. A running callable is stopped by
   killing its worker process (``ray.cancel(force=True)``: that also stops C code, and Ray
   kills the worker's child processes). A running command gets a ``KeyboardInterrupt`` in its
   worker (``ray.cancel(force=False)``), which kills the command's process group (its whole
@@ -133,6 +154,15 @@ _POLL_S = 0.01
 """How long the dispatcher waits on the oldest tasks before it looks at the others, s."""
 _COMMAND_POLL_S = 0.1
 """How often a command's worker looks for a cancellation while the command runs, s."""
+_BUNDLE_LIMIT = 16
+"""The most tasks one bundle (one Ray task) carries."""
+_SHORT_S = 0.005
+"""A function whose calls have lately taken at most this long (s, smoothed) is short: its
+tasks may travel in bundles."""
+_DURATION_WEIGHT = 0.3
+"""The weight of the newest call in a function's smoothed duration."""
+_STUCK_S = 2.0
+"""How long after a bundled task is cancelled its bundle may still run before it is ended, s."""
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     ray.exceptions.WorkerCrashedError,
@@ -195,6 +225,25 @@ def _make_entry(base_env: dict[str, str] | None, function: str | None) -> Callab
         return finish(_run_in_worker(plain, base_env))
 
     return run_genesis_call
+
+
+def _make_bundle_entry(base_env: dict[str, str] | None) -> Callable[[bytes], bytes]:
+    """The function Ray runs for a bundle: several tasks, one after the other.
+
+    It takes a list of :class:`_Work` tuples, pickled, and returns the list of their
+    outcomes, pickled, in the same order.
+    """
+
+    def run_genesis_bundle(works: bytes) -> bytes:
+        outcomes = []
+        for fields in pickle.loads(works):
+            o = _run_in_worker(_Work(*fields), base_env)
+            outcomes.append(
+                (o.output, o.error, o.traceback, o.logs, o.wall_seconds, o.core_seconds, o.pid)
+            )
+        return pickle.dumps(outcomes, protocol=pickle.HIGHEST_PROTOCOL)
+
+    return run_genesis_bundle
 
 
 def _run_in_worker(work: _Work, base_env: dict[str, str] | None) -> _Outcome:
@@ -417,12 +466,31 @@ class _Connection:
 class _InFlight:
     """A task submitted to Ray whose outcome has not arrived yet."""
 
-    ref: ray.ObjectRef[bytes]
     future: TaskFuture
     label: str
     is_command: bool
     walltime_s: float | None
+    function: str | None
     submitted: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _RayTask:
+    """One Ray task in flight: one task of its own, or a bundle of short ones."""
+
+    ref: ray.ObjectRef[bytes]
+    tasks: list[_InFlight]
+    bundled: bool = False
+    ended: bool = False  # a bundle ended to stop a cancelled task (see RayExecutor._stop)
+
+
+@dataclass
+class _Held:
+    """A short task waiting in the executor for a bundle, while Ray has enough queued."""
+
+    task: _InFlight
+    fields: tuple[object, ...]  # the task as a _Work tuple
+    resources: Resources
 
 
 _NO_DELTA: tuple[dict[str, str], tuple[str, ...]] = ({}, ())
@@ -439,6 +507,8 @@ class RayExecutor:
         max_workers: Slots :meth:`capacity` counts (default: the cluster's CPUs).
         forward_env: Give tasks the submitter's environment (see the module docstring);
             False forwards only ``task.env``.
+        bundle: Send short tasks in bundles while Ray has enough queued (see the module
+            docstring); False gives every task a Ray task of its own.
 
     Raises:
         InvalidInput: An option is malformed (field ``address``, ``num_cpus`` or
@@ -454,6 +524,7 @@ class RayExecutor:
         num_cpus: int | None = None,
         max_workers: int | None = None,
         forward_env: bool = True,
+        bundle: bool = True,
     ) -> None:
         _check_options(address, num_cpus, max_workers)
         _Connection.acquire(address, num_cpus)
@@ -465,6 +536,7 @@ class RayExecutor:
         self._address = address
         self._max_workers = max(1, cpus) if max_workers is None else max_workers
         self._forward_env = forward_env
+        self._bundle = bundle
         self._shipped_env = dict(os.environ) if forward_env else None
         self._base_env = self._shipped_env or {}
         raw = _raw_environ()
@@ -472,9 +544,13 @@ class RayExecutor:
         self._env_delta: tuple[dict[str, str], tuple[str, ...]] = ({}, ())
         self._entries: dict[str | None, Any] = {}
         self._option_cache: dict[tuple[object, ...], Any] = {}
+        self._durations: dict[str, float] = {}  # per function, smoothed, s
+        self._held_ids = (f"ray:held-{os.urandom(4).hex()}-{n:x}" for n in itertools.count())
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
-        self._in_flight: OrderedDict[str, _InFlight] = OrderedDict()  # oldest first
+        self._running: OrderedDict[ray.ObjectRef[bytes], _RayTask] = OrderedDict()  # oldest first
+        self._tasks: dict[str, _RayTask] = {}  # the Ray task of each task in flight
+        self._held: OrderedDict[str, _Held] = OrderedDict()  # oldest first
         self._recent: OrderedDict[str, TaskFuture] = OrderedDict()
         self._closed = False
         self._released = False
@@ -500,8 +576,17 @@ class RayExecutor:
         check_task(task)
         walltime = task.resources.walltime_s
         changes, removed = self._environment_changes() if self._forward_env else _NO_DELTA
-        args: tuple[bytes, ...] = ()
-        if (
+        fields = (  # a _Work, as a tuple: what pickle makes and reads fastest
+            task.function,
+            dict(task.kwargs),
+            None if task.command is None else tuple(task.command),
+            task.cwd,
+            walltime,
+            dict(task.env),
+            changes,
+            removed,
+        )
+        plain = not (
             task.kwargs
             or task.command is not None
             or task.env
@@ -509,47 +594,46 @@ class RayExecutor:
             or walltime is not None
             or changes
             or removed
-        ):
-            fields = (  # a _Work, as a tuple: what pickle makes and reads fastest
-                task.function,
-                dict(task.kwargs),
-                None if task.command is None else tuple(task.command),
-                task.cwd,
-                walltime,
-                dict(task.env),
-                changes,
-                removed,
-            )
-            args = (pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL),)
+        )
         label = task.name or task.function or shlex.join(task.command or ())
+        short = self._bundle and walltime is None and self._is_short(task.function)
+
+        def entry(external_id: str) -> _InFlight:
+            future = TaskFuture(external_id, canceller=self._stop)
+            return _InFlight(future, label, task.command is not None, walltime, task.function)
+
+        with self._lock:
+            if self._closed:
+                raise ExecutorError("the Ray executor is shut down; create a new one")
+            if short and (self._held or len(self._running) >= 2 * self._max_workers):
+                held = _Held(entry(next(self._held_ids)), fields, task.resources)
+                self._held[held.task.future.external_id] = held
+                return held.task.future
         name = task.name or task.function or (task.command or ("",))[0]
-        remote = self._options(None if args else task.function, task.resources, name)
+        remote = self._options(task.function if plain else None, task.resources, name)
+        args = () if plain else (pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL),)
         with self._lock:
             if self._closed:
                 raise ExecutorError("the Ray executor is shut down; create a new one")
             try:
                 ref: ray.ObjectRef[bytes] = remote.remote(*args)
-                external_id = f"ray:{ref.task_id().hex()}"
             except Exception as exc:
                 raise ExecutorError(f"Ray refused the task {label}: {exc}") from exc
-            future = TaskFuture(external_id, canceller=self._stop)
-            if not self._in_flight:
-                self._submitted.notify()  # the dispatcher sleeps when nothing is in flight
-            self._in_flight[external_id] = _InFlight(
-                ref, future, label, task.command is not None, walltime
-            )
-        return future
+            sent = entry(f"ray:{ref.task_id().hex()}")
+            self._start(_RayTask(ref, [sent]))
+        return sent.future
 
     def capacity(self) -> int:
         """Free slots: ``max_workers`` minus this executor's tasks in flight (0 once shut down)."""
         with self._lock:
-            return 0 if self._closed else max(0, self._max_workers - len(self._in_flight))
+            if self._closed:
+                return 0
+            return max(0, self._max_workers - len(self._tasks) - len(self._held))
 
     def cancel(self, external_id: str) -> bool:
         """Stop the task ``external_id``, queued or running; False if unknown or finished."""
-        with self._lock:
-            entry = self._in_flight.get(external_id)
-        return entry is not None and entry.future.cancel()
+        future = self._future(external_id, recent=False)
+        return future is not None and future.cancel()
 
     def attach(self, external_id: str) -> TaskFuture | None:
         """The future of a task of this executor (in flight or recently finished), else None.
@@ -557,9 +641,7 @@ class RayExecutor:
         A Ray task dies with the driver that submitted it, so a task of another process (or
         of an earlier run of this one) cannot be followed: None.
         """
-        with self._lock:
-            entry = self._in_flight.get(external_id)
-            return entry.future if entry is not None else self._recent.get(external_id)
+        return self._future(external_id, recent=True)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop accepting tasks.
@@ -572,7 +654,7 @@ class RayExecutor:
         with self._lock:
             self._closed = True
             if wait:
-                while self._in_flight:
+                while self._tasks or self._held:
                     self._drained.wait()
         self._release_when_drained()
         if wait and self._dispatcher is not threading.current_thread():
@@ -594,12 +676,71 @@ class RayExecutor:
 
     # -- internals ------------------------------------------------------------------------
 
+    def _future(self, external_id: str, *, recent: bool) -> TaskFuture | None:
+        """The future of a task in flight or held (or, with ``recent``, recently finished)."""
+        with self._lock:
+            held = self._held.get(external_id)
+            if held is not None:
+                return held.task.future
+            ray_task = self._tasks.get(external_id)
+            if ray_task is not None:
+                return next(t.future for t in ray_task.tasks if t.future.external_id == external_id)
+            return self._recent.get(external_id) if recent else None
+
+    def _is_short(self, function: str | None) -> bool:
+        """Whether ``function``'s calls have lately been short (so its tasks may be bundled)."""
+        duration = None if function is None else self._durations.get(function)
+        return duration is not None and duration <= _SHORT_S
+
+    def _start(self, ray_task: _RayTask) -> None:
+        """Follow ``ray_task``, just submitted (the caller holds the lock)."""
+        if not self._running:
+            self._submitted.notify()  # the dispatcher sleeps when nothing is in flight
+        self._running[ray_task.ref] = ray_task
+        for entry in ray_task.tasks:
+            self._tasks[entry.future.external_id] = ray_task
+
+    def _send_held(self) -> list[tuple[TaskFuture, BaseException]]:
+        """Send held tasks in bundles while Ray has room (the caller holds the lock).
+
+        Each bundle gets about an equal share of what is held, at most
+        :data:`_BUNDLE_LIMIT`, of tasks with the same resources. Returns the futures Ray
+        refused, with their error, to settle once the lock is released.
+        """
+        refused: list[tuple[TaskFuture, BaseException]] = []
+        room = 2 * self._max_workers - len(self._running)
+        while self._held and room > 0:
+            size = min(_BUNDLE_LIMIT, -(-len(self._held) // room))
+            resources = next(iter(self._held.values())).resources
+            members = []
+            for held in itertools.islice(self._held.values(), size):
+                if held.resources != resources:
+                    break
+                members.append(held)
+            for held in members:
+                del self._held[held.task.future.external_id]
+            members = [held for held in members if not held.task.future.done()]
+            if not members:
+                continue
+            works = pickle.dumps([h.fields for h in members], protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                remote = self._options(_BUNDLE, resources, "genesis-bundle")
+                ref: ray.ObjectRef[bytes] = remote.remote(works)
+            except Exception as exc:
+                error = ExecutorError(f"Ray refused a bundle of {len(members)} tasks: {exc}")
+                refused += [(held.task.future, error) for held in members]
+                continue
+            self._start(_RayTask(ref, [held.task for held in members], bundled=True))
+            room -= 1
+        return refused
+
     def _options(self, function: str | None, resources: Resources, name: str) -> Any:
         """The remote function with the task's resources and name (made once).
 
         Args:
-            function: The function a call without argument calls, or None for the remote
-                function that takes the task as its argument.
+            function: The function a call without argument calls, :data:`_BUNDLE` for the
+                remote function that runs a bundle, or None for the remote function that
+                takes the task as its argument.
             resources: The task's resources.
             name: The Ray task's name.
 
@@ -614,7 +755,12 @@ class RayExecutor:
         if entry is None:
             if len(self._entries) >= _OPTION_CACHE_LIMIT:
                 self._entries.clear()
-            entry = self._entries[function] = ray.remote(_make_entry(self._shipped_env, function))
+            made = (
+                _make_bundle_entry(self._shipped_env)
+                if function == _BUNDLE
+                else _make_entry(self._shipped_env, function)
+            )
+            entry = self._entries[function] = ray.remote(made)
         memory = None if resources.memory_mb is None else resources.memory_mb * 2**20
         try:
             remote = entry.options(
@@ -646,67 +792,96 @@ class RayExecutor:
         return delta
 
     def _stop(self, external_id: str) -> None:
-        """Canceller of the futures: stop the Ray task (best effort; the future is cancelled)."""
+        """Canceller of the futures: stop the task (best effort; the future is cancelled).
+
+        A held task is dropped: it never runs. A task in a bundle runs, unless its bundle
+        still runs :data:`_STUCK_S` later: then the bundle is ended (see the module docstring).
+        """
         with self._lock:
-            entry = self._in_flight.get(external_id)
-        if entry is None:
+            if self._held.pop(external_id, None) is not None:
+                if not self._tasks and not self._held:
+                    self._drained.notify_all()
+                ray_task = None
+            else:
+                ray_task = self._tasks.get(external_id)
+        if ray_task is None:
+            self._release_when_drained()
+            return
+        if ray_task.bundled:
+            self._later(_STUCK_S, self._end_bundle, ray_task)
             return
         with contextlib.suppress(Exception):  # e.g. finished meanwhile, or Ray disconnected
-            ray.cancel(entry.ref, force=not entry.is_command)
-        if entry.is_command:
-            timer = threading.Timer(_CANCEL_GRACE_S, self._kill_worker, (external_id,))
-            timer.daemon = True
-            timer.start()
+            ray.cancel(ray_task.ref, force=not ray_task.tasks[0].is_command)
+        if ray_task.tasks[0].is_command:
+            self._later(_CANCEL_GRACE_S, self._kill_worker, ray_task)
 
-    def _kill_worker(self, external_id: str) -> None:
-        """A cancelled command still runs: kill its worker (its children go with it)."""
+    @staticmethod
+    def _later(delay_s: float, action: Callable[[_RayTask], None], ray_task: _RayTask) -> None:
+        timer = threading.Timer(delay_s, action, (ray_task,))
+        timer.daemon = True
+        timer.start()
+
+    def _end_bundle(self, ray_task: _RayTask) -> None:
+        """A bundle with a cancelled task still runs: end it (its other tasks were lost)."""
         with self._lock:
-            entry = self._in_flight.get(external_id)
-        if entry is not None:
+            if ray_task.ref not in self._running:
+                return
+            ray_task.ended = True
+        self._kill_worker(ray_task)
+
+    def _kill_worker(self, ray_task: _RayTask) -> None:
+        """A cancelled command (or bundle) still runs: kill its worker (and its children)."""
+        with self._lock:
+            running = ray_task.ref in self._running
+        if running:
             with contextlib.suppress(Exception):
-                ray.cancel(entry.ref, force=True)
+                ray.cancel(ray_task.ref, force=True)
 
     def _dispatch(self) -> None:
-        """Thread body: settle the futures of finished tasks; end once drained and released.
+        """Thread body: send held tasks, settle finished ones; end once drained and released.
 
         No Python callback runs on Ray's threads (a callback per task costs more than Ray's
-        own work for a no-op task). The thread blocks in ``ray.wait`` on the oldest tasks in
-        flight (Ray starts tasks about in submission order), then collects every finished
-        task among the oldest :data:`_HARVEST` and fetches their outcomes with one
-        ``ray.get``. While no more tasks are in flight than twice ``max_workers``, it wakes
-        as soon as one of the oldest finishes, so a freed slot is known at once; with more
-        (Ray has tasks queued, so a finished one frees no slot that matters) it waits until
-        the oldest :data:`_WINDOW` have all finished, so that one wake-up, one lock and one
-        fetch serve many tasks. Either way it looks again every :data:`_POLL_S` seconds,
-        taking the next slice of tasks each time, so a task that overtakes the oldest ones
-        is settled at most a few polls after it finished.
+        own work for a no-op task). The thread blocks in ``ray.wait`` on the oldest Ray tasks
+        in flight (Ray starts tasks about in submission order), then collects every finished
+        one among the oldest :data:`_HARVEST` and fetches their outcomes with one
+        ``ray.get``. While no more Ray tasks are in flight than twice ``max_workers``, it
+        wakes as soon as one of the oldest finishes, so a freed slot is known (and filled
+        with held tasks) at once; with more (Ray has tasks queued, so a finished one frees
+        no slot that matters) it waits until the oldest :data:`_WINDOW` have all finished,
+        so that one wake-up, one lock and one fetch serve many tasks. Either way it looks
+        again every :data:`_POLL_S` seconds, taking the next slice of tasks each time, so a
+        task that overtakes the oldest ones is settled at most a few polls after it finished.
         """
         offset = 0
         while True:
             with self._lock:
-                while not self._in_flight:
+                while not self._running and not self._held:
                     if self._released:
                         return
                     self._submitted.wait()
-                busy = len(self._in_flight) > 2 * self._max_workers
-                oldest = list(itertools.islice(self._in_flight.values(), _WINDOW))
-            window = [entry.ref for entry in oldest]
+                refused = self._send_held()
+                busy = len(self._running) > 2 * self._max_workers
+                oldest = list(itertools.islice(self._running.values(), _WINDOW))
+            for future, error in refused:
+                self._settle_one(future, error)
+            if not oldest:
+                continue
+            window = [ray_task.ref for ray_task in oldest]
             try:
                 ready, _ = ray.wait(window, num_returns=len(window) if busy else 1, timeout=_POLL_S)
                 if busy and len(ready) == len(window):  # the usual case under load
                     self._settle(oldest, _fetch(window))
                     continue
                 with self._lock:
-                    start = 0 if ready or offset >= len(self._in_flight) else offset
-                    candidates = {
-                        e.ref: e
-                        for e in itertools.islice(self._in_flight.values(), start, start + _HARVEST)
-                    }
+                    start = 0 if ready or offset >= len(self._running) else offset
+                    candidates = dict(
+                        itertools.islice(self._running.items(), start, start + _HARVEST)
+                    )
                 offset = 0 if ready else start + _HARVEST
                 finished, _ = ray.wait(list(candidates), num_returns=len(candidates), timeout=0)
             except Exception as exc:  # e.g. Ray was shut down under the executor
                 with self._lock:
-                    lost = list(self._in_flight.values())
+                    lost = list(self._running.values())
                 self._settle(
                     lost, [ExecutorError(f"lost the connection to Ray: {exc}")] * len(lost)
                 )
@@ -714,51 +889,74 @@ class RayExecutor:
             if finished:
                 self._settle([candidates[ref] for ref in finished], _fetch(finished))
 
-    def _settle(self, entries: list[_InFlight], values: list[object]) -> None:
-        """Settle the futures of finished tasks from what Ray returned for them."""
+    def _settle(self, ray_tasks: list[_RayTask], values: list[object]) -> None:
+        """Settle the futures of finished Ray tasks from what Ray returned for them."""
         settled = [
-            (entry, *self._interpret(entry, value))
-            for entry, value in zip(entries, values, strict=True)
+            (entry, *self._interpret(ray_task, entry, outcome))
+            for ray_task, value in zip(ray_tasks, values, strict=True)
+            for entry, outcome in zip(ray_task.tasks, _outcomes(ray_task, value), strict=True)
         ]
         with self._lock:
-            for entry in entries:
-                external_id = entry.future.external_id
-                del self._in_flight[external_id]
-                self._recent[external_id] = entry.future
+            for ray_task in ray_tasks:
+                del self._running[ray_task.ref]
+                for entry in ray_task.tasks:
+                    external_id = entry.future.external_id
+                    del self._tasks[external_id]
+                    self._recent[external_id] = entry.future
             while len(self._recent) > _RECENT_LIMIT:
                 self._recent.popitem(last=False)
-            if not self._in_flight:
+            if not self._tasks and not self._held:
                 self._drained.notify_all()
         # After the slots are free, so capacity() is exact once result() returns.
         for entry, result, error in settled:
             entry.future.settle(result=result, error=error)
         self._release_when_drained()
 
+    def _settle_one(self, future: TaskFuture, error: BaseException) -> None:
+        """Fail the future of a task that never reached Ray."""
+        with self._lock:
+            self._recent[future.external_id] = future
+            if not self._tasks and not self._held:
+                self._drained.notify_all()
+        future.settle(error=error)
+        self._release_when_drained()
+
     def _release_when_drained(self) -> None:
         """Once shut down with nothing in flight: let go of Ray, stop the dispatcher."""
         with self._lock:
-            if not self._closed or self._in_flight or self._released:
+            if not self._closed or self._tasks or self._held or self._released:
                 return
             self._released = True
             self._submitted.notify_all()
         _Connection.release()
 
     def _interpret(
-        self, entry: _InFlight, value: object
+        self, ray_task: _RayTask, entry: _InFlight, value: object
     ) -> tuple[TaskResult | None, BaseException | None]:
         """The task's result, or the error its future fails with.
 
         Args:
+            ray_task: The Ray task that ran it.
             entry: The task.
-            value: What Ray delivered: the worker's pickled outcome, or Ray's error.
+            value: What Ray delivered for it: the worker's outcome as a tuple, or an error.
         """
         external_id = entry.future.external_id
         try:
             if isinstance(value, BaseException):
                 raise value
-            assert isinstance(value, bytes)  # what the remote function returns
-            outcome = _Outcome(*pickle.loads(value))
-        except ray.exceptions.WorkerCrashedError as exc:
+            outcome = _Outcome(*value)  # type: ignore[misc]
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.TaskCancelledError) as exc:
+            if ray_task.ended:
+                return None, TransientFailure(
+                    f"{entry.label} ({external_id}) was lost: it was in a bundle that was "
+                    f"ended, {_STUCK_S} s after a task of it was cancelled; a retry may succeed",
+                    external_id=external_id,
+                )
+            if isinstance(exc, ray.exceptions.TaskCancelledError):
+                return None, ExecutorError(
+                    f"the Ray task of {entry.label} was cancelled ({external_id})",
+                    external_id=external_id,
+                )
             late = entry.walltime_s is not None and (
                 time.monotonic() - entry.submitted > entry.walltime_s
             )
@@ -772,17 +970,14 @@ class RayExecutor:
             return None, _lost(entry, exc)
         except _TRANSIENT as exc:
             return None, _lost(entry, exc)
-        except ray.exceptions.TaskCancelledError:
-            return None, ExecutorError(
-                f"the Ray task of {entry.label} was cancelled ({external_id})",
-                external_id=external_id,
-            )
         except Exception as exc:
             return None, ExecutorError(
                 f"Ray failed to run {entry.label} ({type(exc).__name__}: {exc}); "
                 f"external id {external_id}",
                 external_id=external_id,
             )
+        if entry.function is not None:
+            self._note_duration(entry.function, outcome.wall_seconds)
         usage = {"wall_seconds": outcome.wall_seconds, "core_seconds": outcome.core_seconds}
         if outcome.error is not None:
             return None, TaskFailed(
@@ -793,6 +988,31 @@ class RayExecutor:
                 external_id=external_id,
             )
         return TaskResult(outcome.output, outcome.logs, usage, external_id), None
+
+    def _note_duration(self, function: str, seconds: float) -> None:
+        """Fold a call's duration into ``function``'s smoothed one (on the dispatcher)."""
+        before = self._durations.get(function)
+        if before is None and len(self._durations) >= _OPTION_CACHE_LIMIT:
+            self._durations.clear()
+        self._durations[function] = (
+            seconds if before is None else before + _DURATION_WEIGHT * (seconds - before)
+        )
+
+
+_BUNDLE = "<bundle>"
+"""The key of the remote function that runs bundles (no function reference looks so)."""
+
+
+def _outcomes(ray_task: _RayTask, value: object) -> list[object]:
+    """What each task of ``ray_task`` delivered: its outcome tuple, or the error for all."""
+    if isinstance(value, BaseException):
+        return [value] * len(ray_task.tasks)
+    try:
+        assert isinstance(value, bytes)  # what the remote functions return
+        loaded = pickle.loads(value)
+    except Exception as exc:
+        return [exc] * len(ray_task.tasks)
+    return list(loaded) if ray_task.bundled else [loaded]
 
 
 def _fetch(refs: list[ray.ObjectRef[bytes]]) -> list[object]:

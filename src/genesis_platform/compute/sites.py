@@ -8,7 +8,9 @@ kind                        options (all optional)
 ``local``                   ``max_workers`` (default: the CPUs this process may use)
 ``ray``                     ``address`` (``auto``, ``ray://host:port`` or ``host:port``; none:
                             start a local Ray), ``num_cpus`` (for a local Ray),
-                            ``max_workers`` (tasks in flight, default the cluster's CPUs)
+                            ``max_workers`` (tasks in flight, default the cluster's CPUs),
+                            ``bundle`` (send short tasks in bundles while Ray has enough
+                            queued, see :mod:`~genesis_platform.compute.ray`; default true)
 ``slurm`` ``pbs`` ``lsf``   ``work_dir`` (a folder on the file system the compute nodes share;
 ``flux``                    default ``$GENESIS_HOME/sites/NAME``), ``poll_interval_s`` (status
                             polling, default 1 s; PSI/J's own default of 30 s makes every job
@@ -104,6 +106,7 @@ class RayOptions(_Options):
     address: str | None = Field(None, pattern=r"^(auto|ray://[^\s:/]+:\d+|[^\s:/]+:\d+)$")
     num_cpus: int | None = Field(None, ge=1)
     max_workers: int | None = Field(None, ge=1)
+    bundle: bool = True
 
 
 class BatchOptions(_Options):
@@ -254,6 +257,7 @@ def open_executor(config: SiteConfig, home: Path) -> Executor:
             address=settings.address,
             num_cpus=settings.num_cpus,
             max_workers=settings.max_workers,
+            bundle=settings.bundle,
         )
     work_dir = settings.work_dir or str(home / "sites" / config.name)
     if settings.pilot:

@@ -40,6 +40,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from genesis_platform.compute.ray import RayExecutor
 
 FUNCTIONS = "genesis_platform.testing.functions"
+JOURNAL_ENV = "GENESIS_TEST_JOURNAL"
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +197,123 @@ def test_a_plain_call_and_a_call_with_kwargs_of_one_function(executor: Executor)
     given = executor.submit(TaskSpec(function=f"{FUNCTIONS}:quadratic", kwargs={"a": 1.3}))
     assert plain.result(timeout=60).output == {"value": 0}
     assert given.result(timeout=60).output == {"value": pytest.approx(1.0)}
+
+
+# -- bundles of short tasks -------------------------------------------------------------------
+
+
+def journal_task(journal: Path, i: int) -> TaskSpec:
+    """A short task that appends ``i`` to ``journal`` (so a test sees whether it ran)."""
+    return TaskSpec(
+        function=f"{FUNCTIONS}:journaled", kwargs={"i": i}, env={JOURNAL_ENV: str(journal)}
+    )
+
+
+def sleeper(seconds: float, **kwargs: float) -> TaskSpec:
+    return TaskSpec(
+        function=f"{FUNCTIONS}:sleep_then_return", kwargs={"seconds": seconds, **kwargs}
+    )
+
+
+def fill_ray(executor: Executor) -> list[concurrent.futures.Future[object]]:
+    """Put twice max_workers (1) long tasks in flight, so short ones wait in the executor."""
+    return [executor.submit(sleeper(120)) for _ in range(2)]
+
+
+def journal_entries(journal: Path) -> list[int]:
+    return sorted(json.loads(line)["params"]["i"] for line in journal.read_text().splitlines())
+
+
+def test_short_tasks_wait_for_room_then_travel_in_bundles_each_with_its_outcome(
+    tmp_path: Path,
+) -> None:
+    executor = backend_ray.make_executor(max_workers=1)
+    journal = tmp_path / "journal"
+    executor.submit(journal_task(journal, -1)).result(timeout=60)  # now known to be short
+    blockers = fill_ray(executor)
+    futures = [executor.submit(journal_task(journal, i)) for i in range(40)]
+    assert all(f.external_id.startswith("ray:held-") for f in futures)
+    assert len({f.external_id for f in futures}) == 40
+    assert executor.capacity() == 0
+    assert executor.attach(futures[3].external_id) is futures[3]
+    assert executor.cancel(futures[7].external_id)
+    time.sleep(0.5)
+    assert journal_entries(journal) == [-1], "a task ran while Ray had no room"
+    for blocker in blockers:
+        blocker.cancel()
+    for i, future in enumerate(futures):
+        if i != 7:
+            result = future.result(timeout=60)
+            assert result.output == {"value": pytest.approx((i - 0.3) ** 2)}
+            assert result.external_id == future.external_id
+            assert result.usage["wall_seconds"] < 1
+    assert futures[7].cancelled()
+    executor.shutdown(wait=True)
+    assert journal_entries(journal) == [-1, *(i for i in range(40) if i != 7)]
+    assert executor.capacity() == 0
+
+
+def test_only_functions_whose_calls_were_short_are_held(tmp_path: Path) -> None:
+    executor = backend_ray.make_executor(max_workers=1)
+    blockers = fill_ray(executor)
+    unseen = executor.submit(sleeper(0))  # never seen: sent to Ray's queue
+    assert not unseen.external_id.startswith("ray:held-")
+    for blocker in blockers:
+        blocker.cancel()
+    unseen.result(timeout=60)
+    blockers = fill_ray(executor)
+    assert executor.submit(sleeper(0)).external_id.startswith("ray:held-")
+    with_walltime = TaskSpec(
+        function=f"{FUNCTIONS}:sleep_then_return",
+        kwargs={"seconds": 0},
+        resources=Resources(walltime_s=30),
+    )
+    assert not executor.submit(with_walltime).external_id.startswith("ray:held-")
+    for blocker in blockers:
+        blocker.cancel()
+    executor.submit(sleeper(0.3)).result(timeout=60)  # no longer short
+    blockers = fill_ray(executor)
+    assert not executor.submit(sleeper(0)).external_id.startswith("ray:held-")
+    for blocker in blockers:
+        blocker.cancel()
+    executor.shutdown(wait=True)
+
+
+def test_without_bundles_every_task_is_sent(tmp_path: Path, executor: Executor) -> None:
+    alone = RayExecutor(max_workers=1, bundle=False)
+    journal = tmp_path / "journal"
+    alone.submit(journal_task(journal, 0)).result(timeout=60)
+    blockers = fill_ray(alone)
+    assert not alone.submit(journal_task(journal, 1)).external_id.startswith("ray:held-")
+    for blocker in blockers:
+        blocker.cancel()
+    alone.shutdown(wait=True)
+    assert journal_entries(journal) == [0, 1]
+
+
+def test_a_bundle_that_runs_on_after_a_cancel_is_ended_and_its_tasks_fail_transiently() -> None:
+    executor = backend_ray.make_executor(max_workers=1)
+    executor.submit(sleeper(0)).result(timeout=60)
+    blockers = fill_ray(executor)
+    first = executor.submit(sleeper(0, a=1))
+    stuck = executor.submit(sleeper(120))  # a short function's call that is not short
+    # Two more: with 4 held and room for 1 or 2 Ray tasks, bundles hold 2 or more.
+    others = [executor.submit(sleeper(0, a=i)) for i in range(2)]
+    assert all(f.external_id.startswith("ray:held-") for f in [first, stuck, *others])
+    for blocker in blockers:
+        blocker.cancel()
+    time.sleep(1.0)  # the bundle is sent, and runs ``first`` then ``stuck``
+    start = time.monotonic()
+    assert stuck.cancel()
+    with pytest.raises(TransientFailure, match="bundle that was ended"):
+        first.result(timeout=60)
+    assert 1.5 < time.monotonic() - start < 30
+    assert stuck.cancelled()
+    for other in others:  # in the same bundle, or in one of their own
+        with contextlib.suppress(TransientFailure):
+            assert other.result(timeout=60).output["slept_s"] == 0
+    assert executor.capacity() == 1
+    executor.shutdown(wait=True)
 
 
 # -- options ----------------------------------------------------------------------------------
