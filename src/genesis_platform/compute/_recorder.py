@@ -187,8 +187,7 @@ class Recorder:
                     self._allocations.apply(connection, charges)
                 if inserts:
                     rows = [i.values for i in inserts]
-                    statement = insert(_TASKS).returning(_TASKS.c.id, sort_by_parameter_order=True)
-                    ids = list(connection.scalars(statement, rows))
+                    ids = list(connection.scalars(_INSERT_TASKS, rows))
                     self._ctx.audit.append_many(
                         connection,
                         self._ctx.principal,
@@ -224,7 +223,9 @@ def _call(callback: Callable[[Any], object], argument: Any) -> None:
 _Rows = list[dict[str, Any]]
 _TASKS = cast(Table, TaskRow.__table__)
 # Core statements, not the ORM's bulk paths: at thousands of tasks a second, the ORM's
-# per-row bookkeeping costs more than SQLite itself.
+# per-row bookkeeping costs more than SQLite itself; built once, as building one costs more
+# than running it.
+_INSERT_TASKS = insert(_TASKS).returning(_TASKS.c.id, sort_by_parameter_order=True)
 
 
 def _by_keys(updates: Mapping[int, Mapping[str, Any]]) -> dict[frozenset[str], _Rows]:

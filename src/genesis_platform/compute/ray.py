@@ -28,12 +28,15 @@ Design choices:
   held in the executor instead of being sent, while this executor already has twice
   ``max_workers`` Ray tasks in flight, and sent with other held tasks of the same resources
   as one Ray task, a *bundle* (``genesis-bundle`` in Ray's dashboard), once Ray has room:
-  each bundle takes an equal share of what is held, at most :data:`_BUNDLE_LIMIT`. Its
-  tasks run one after the other in one worker, each as it would alone (own environment,
-  logs, usage), and each future settles with its own outcome when the bundle ends. A held
-  task's external id is ``"ray:held-..."`` (it names the task, not a Ray task). A task
-  sent alone is never delayed: bundles form only from tasks that would have waited in
-  Ray's queue. ``bundle=False`` gives every task a Ray task of its own.
+  each bundle takes an equal share of what is held, at most :data:`_BUNDLE_LIMIT`. Room
+  freed by a finished Ray task goes to held tasks first, and a held task that has waited
+  :data:`_HELD_WAIT_S` is sent without room (tasks sent alone go to Ray's queue, which
+  could otherwise stay full). A bundle's tasks run one after the other in one worker, each
+  as it would alone (own environment, logs, usage), and each future settles with its own
+  outcome when the bundle ends. A held task's external id is ``"ray:held-..."`` (it names
+  the task, not a Ray task). A task sent alone is never delayed: bundles form only from
+  tasks that would have waited in Ray's queue. ``bundle=False`` gives every task a Ray
+  task of its own.
 - **Futures without a thread per task, and without a callback per task.** One dispatcher
   thread per executor blocks in ``ray.wait`` on the oldest tasks in flight and settles the
   futures of every task it finds finished, fetching their outcomes with one ``ray.get``
@@ -66,8 +69,10 @@ Design choices:
   worker. A command's process group is killed at the limit.
 - **Cancel.** A held task is dropped: it never runs. A task in a bundle that was sent
   runs (within milliseconds, as its bundle holds only short tasks) and its outcome is
-  dropped; if the bundle still runs :data:`_STUCK_S` after the cancel (the cancelled
-  call, or another, did not turn out short), its worker is killed, and its other tasks
+  dropped; if the bundle is still in flight :data:`_STUCK_S` after the cancel (the
+  cancelled call, or another, did not turn out short, or the bundle still waits in Ray's
+  queue behind other work), it is ended (and the cancelled call's function no longer
+  counts as short), and its other tasks
   fail with :class:`~genesis_platform.errors.TransientFailure` (a bundle returns its
   outcomes when it ends; the site's policy retries them, so one that had run may run
   again). A worker lost while running a bundle fails all of the bundle's tasks the same
@@ -163,6 +168,9 @@ _DURATION_WEIGHT = 0.3
 """The weight of the newest call in a function's smoothed duration."""
 _STUCK_S = 2.0
 """How long after a bundled task is cancelled its bundle may still run before it is ended, s."""
+_HELD_WAIT_S = 1.0
+"""How long a held task waits for room before a bundle is sent all the same, s (so tasks
+sent alone, which go to Ray's queue, cannot keep held ones waiting for ever)."""
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     ray.exceptions.WorkerCrashedError,
@@ -230,14 +238,14 @@ def _make_entry(base_env: dict[str, str] | None, function: str | None) -> Callab
 def _make_bundle_entry(base_env: dict[str, str] | None) -> Callable[[bytes], bytes]:
     """The function Ray runs for a bundle: several tasks, one after the other.
 
-    It takes a list of :class:`_Work` tuples, pickled, and returns the list of their
+    It takes a list of pickled :class:`_Work` tuples, pickled, and returns the list of their
     outcomes, pickled, in the same order.
     """
 
     def run_genesis_bundle(works: bytes) -> bytes:
         outcomes = []
-        for fields in pickle.loads(works):
-            o = _run_in_worker(_Work(*fields), base_env)
+        for work in pickle.loads(works):
+            o = _run_in_worker(_Work(*pickle.loads(work)), base_env)
             outcomes.append(
                 (o.output, o.error, o.traceback, o.logs, o.wall_seconds, o.core_seconds, o.pid)
             )
@@ -489,7 +497,7 @@ class _Held:
     """A short task waiting in the executor for a bundle, while Ray has enough queued."""
 
     task: _InFlight
-    fields: tuple[object, ...]  # the task as a _Work tuple
+    work: bytes  # the task as a pickled _Work tuple
     resources: Resources
 
 
@@ -551,6 +559,7 @@ class RayExecutor:
         self._running: OrderedDict[ray.ObjectRef[bytes], _RayTask] = OrderedDict()  # oldest first
         self._tasks: dict[str, _RayTask] = {}  # the Ray task of each task in flight
         self._held: OrderedDict[str, _Held] = OrderedDict()  # oldest first
+        self._bundled = (0, 0)  # tasks sent in bundles, bundles sent
         self._recent: OrderedDict[str, TaskFuture] = OrderedDict()
         self._closed = False
         self._released = False
@@ -565,6 +574,12 @@ class RayExecutor:
         """The slots :meth:`capacity` counts."""
         return self._max_workers
 
+    @property
+    def bundled(self) -> tuple[int, int]:
+        """How many tasks this executor has sent in bundles, and in how many bundles."""
+        with self._lock:
+            return self._bundled
+
     def submit(self, task: TaskSpec) -> TaskFuture:
         """Submit ``task`` to Ray and return its future, with its external id, at once.
 
@@ -576,16 +591,6 @@ class RayExecutor:
         check_task(task)
         walltime = task.resources.walltime_s
         changes, removed = self._environment_changes() if self._forward_env else _NO_DELTA
-        fields = (  # a _Work, as a tuple: what pickle makes and reads fastest
-            task.function,
-            dict(task.kwargs),
-            None if task.command is None else tuple(task.command),
-            task.cwd,
-            walltime,
-            dict(task.env),
-            changes,
-            removed,
-        )
         plain = not (
             task.kwargs
             or task.command is not None
@@ -597,21 +602,25 @@ class RayExecutor:
         )
         label = task.name or task.function or shlex.join(task.command or ())
         short = self._bundle and walltime is None and self._is_short(task.function)
+        work = None if plain and not short else _pickled_work(task, changes, removed)
 
         def entry(external_id: str) -> _InFlight:
             future = TaskFuture(external_id, canceller=self._stop)
             return _InFlight(future, label, task.command is not None, walltime, task.function)
 
-        with self._lock:
-            if self._closed:
-                raise ExecutorError("the Ray executor is shut down; create a new one")
-            if short and (self._held or len(self._running) >= 2 * self._max_workers):
-                held = _Held(entry(next(self._held_ids)), fields, task.resources)
-                self._held[held.task.future.external_id] = held
-                return held.task.future
+        if short:
+            assert work is not None
+            self._options(_BUNDLE, task.resources, _BUNDLE_NAME)  # Ray checks the resources
+            with self._lock:
+                if self._closed:
+                    raise ExecutorError("the Ray executor is shut down; create a new one")
+                if self._held or len(self._running) >= 2 * self._max_workers:
+                    held = _Held(entry(next(self._held_ids)), work, task.resources)
+                    self._held[held.task.future.external_id] = held
+                    return held.task.future
         name = task.name or task.function or (task.command or ("",))[0]
         remote = self._options(task.function if plain else None, task.resources, name)
-        args = () if plain else (pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL),)
+        args = () if work is None or plain else (work,)
         with self._lock:
             if self._closed:
                 raise ExecutorError("the Ray executor is shut down; create a new one")
@@ -709,6 +718,9 @@ class RayExecutor:
         """
         refused: list[tuple[TaskFuture, BaseException]] = []
         room = 2 * self._max_workers - len(self._running)
+        if room <= 0 and self._held:
+            oldest = next(iter(self._held.values())).task
+            room = int(time.monotonic() - oldest.submitted > _HELD_WAIT_S)
         while self._held and room > 0:
             size = min(_BUNDLE_LIMIT, -(-len(self._held) // room))
             resources = next(iter(self._held.values())).resources
@@ -722,15 +734,16 @@ class RayExecutor:
             members = [held for held in members if not held.task.future.done()]
             if not members:
                 continue
-            works = pickle.dumps([h.fields for h in members], protocol=pickle.HIGHEST_PROTOCOL)
+            works = pickle.dumps([h.work for h in members], protocol=pickle.HIGHEST_PROTOCOL)
             try:
-                remote = self._options(_BUNDLE, resources, "genesis-bundle")
+                remote = self._options(_BUNDLE, resources, _BUNDLE_NAME)
                 ref: ray.ObjectRef[bytes] = remote.remote(works)
             except Exception as exc:
                 error = ExecutorError(f"Ray refused a bundle of {len(members)} tasks: {exc}")
                 refused += [(held.task.future, error) for held in members]
                 continue
             self._start(_RayTask(ref, [held.task for held in members], bundled=True))
+            self._bundled = (self._bundled[0] + len(members), self._bundled[1] + 1)
             room -= 1
         return refused
 
@@ -798,7 +811,10 @@ class RayExecutor:
         still runs :data:`_STUCK_S` later: then the bundle is ended (see the module docstring).
         """
         with self._lock:
-            if self._held.pop(external_id, None) is not None:
+            held = self._held.pop(external_id, None)
+            if held is not None:
+                self._recent[external_id] = held.task.future
+                self._trim_recent()
                 if not self._tasks and not self._held:
                     self._drained.notify_all()
                 ray_task = None
@@ -808,28 +824,36 @@ class RayExecutor:
             self._release_when_drained()
             return
         if ray_task.bundled:
-            self._later(_STUCK_S, self._end_bundle, ray_task)
+            self._later(_STUCK_S, self._end_bundle, ray_task, external_id)
             return
         with contextlib.suppress(Exception):  # e.g. finished meanwhile, or Ray disconnected
             ray.cancel(ray_task.ref, force=not ray_task.tasks[0].is_command)
         if ray_task.tasks[0].is_command:
-            self._later(_CANCEL_GRACE_S, self._kill_worker, ray_task)
+            self._later(_CANCEL_GRACE_S, self._kill_worker, ray_task, external_id)
 
     @staticmethod
-    def _later(delay_s: float, action: Callable[[_RayTask], None], ray_task: _RayTask) -> None:
-        timer = threading.Timer(delay_s, action, (ray_task,))
+    def _later(
+        delay_s: float, action: Callable[[_RayTask, str], None], ray_task: _RayTask, task_id: str
+    ) -> None:
+        timer = threading.Timer(delay_s, action, (ray_task, task_id))
         timer.daemon = True
         timer.start()
 
-    def _end_bundle(self, ray_task: _RayTask) -> None:
-        """A bundle with a cancelled task still runs: end it (its other tasks were lost)."""
+    def _end_bundle(self, ray_task: _RayTask, external_id: str) -> None:
+        """A bundle with a cancelled task still runs: end it (its other tasks are lost).
+
+        The cancelled task's function no longer counts as short: it ran at least this long.
+        """
         with self._lock:
             if ray_task.ref not in self._running:
                 return
             ray_task.ended = True
-        self._kill_worker(ray_task)
+        for entry in ray_task.tasks:
+            if entry.future.external_id == external_id and entry.function is not None:
+                self._note_duration(entry.function, _STUCK_S, at_least=True)
+        self._kill_worker(ray_task, external_id)
 
-    def _kill_worker(self, ray_task: _RayTask) -> None:
+    def _kill_worker(self, ray_task: _RayTask, _cancelled: str = "") -> None:
         """A cancelled command (or bundle) still runs: kill its worker (and its children)."""
         with self._lock:
             running = ray_task.ref in self._running
@@ -903,19 +927,27 @@ class RayExecutor:
                     external_id = entry.future.external_id
                     del self._tasks[external_id]
                     self._recent[external_id] = entry.future
-            while len(self._recent) > _RECENT_LIMIT:
-                self._recent.popitem(last=False)
+            self._trim_recent()
+            refused = self._send_held()  # the freed room goes to held tasks first
             if not self._tasks and not self._held:
                 self._drained.notify_all()
         # After the slots are free, so capacity() is exact once result() returns.
         for entry, result, error in settled:
             entry.future.settle(result=result, error=error)
+        for future, error in refused:
+            self._settle_one(future, error)
         self._release_when_drained()
+
+    def _trim_recent(self) -> None:
+        """Forget the oldest finished tasks beyond :data:`_RECENT_LIMIT` (lock held)."""
+        while len(self._recent) > _RECENT_LIMIT:
+            self._recent.popitem(last=False)
 
     def _settle_one(self, future: TaskFuture, error: BaseException) -> None:
         """Fail the future of a task that never reached Ray."""
         with self._lock:
             self._recent[future.external_id] = future
+            self._trim_recent()
             if not self._tasks and not self._held:
                 self._drained.notify_all()
         future.settle(error=error)
@@ -989,18 +1021,49 @@ class RayExecutor:
             )
         return TaskResult(outcome.output, outcome.logs, usage, external_id), None
 
-    def _note_duration(self, function: str, seconds: float) -> None:
-        """Fold a call's duration into ``function``'s smoothed one (on the dispatcher)."""
+    def _note_duration(self, function: str, seconds: float, *, at_least: bool = False) -> None:
+        """Fold a call's duration into ``function``'s smoothed one.
+
+        With ``at_least``, the call was stopped after ``seconds``: the smoothed duration
+        becomes at least that.
+        """
         before = self._durations.get(function)
         if before is None and len(self._durations) >= _OPTION_CACHE_LIMIT:
             self._durations.clear()
-        self._durations[function] = (
-            seconds if before is None else before + _DURATION_WEIGHT * (seconds - before)
-        )
+        if before is None or at_least:
+            self._durations[function] = max(seconds, before or 0.0)
+        else:
+            self._durations[function] = before + _DURATION_WEIGHT * (seconds - before)
 
 
 _BUNDLE = "<bundle>"
 """The key of the remote function that runs bundles (no function reference looks so)."""
+_BUNDLE_NAME = "genesis-bundle"
+"""The Ray task name of bundles."""
+
+
+def _pickled_work(task: TaskSpec, changes: dict[str, str], removed: tuple[str, ...]) -> bytes:
+    """``task`` as the worker receives it: a :class:`_Work` as a tuple, pickled.
+
+    Raises:
+        InvalidInput: Something in it cannot be pickled (field ``kwargs``).
+    """
+    fields = (  # a tuple: what pickle makes and reads fastest
+        task.function,
+        dict(task.kwargs),
+        None if task.command is None else tuple(task.command),
+        task.cwd,
+        task.resources.walltime_s,
+        dict(task.env),
+        changes,
+        removed,
+    )
+    try:
+        return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise InvalidInput(
+            "kwargs", f"cannot be sent to Ray ({exc})", "pass plain JSON values"
+        ) from exc
 
 
 def _outcomes(ray_task: _RayTask, value: object) -> list[object]:

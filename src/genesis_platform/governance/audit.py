@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from genesis_platform.catalog.tables import AuditHead, AuditRecord, utcnow
@@ -167,11 +167,10 @@ class AuditLog:
                 }
             )
             last_hash = digest
-        session.execute(insert(_RECORDS), rows)
+        session.execute(_INSERT_RECORDS, rows)
         session.execute(
-            update(_HEAD)
-            .where(_HEAD.c.id == _HEAD_ID)
-            .values(last_id=last_id, last_hash=last_hash, count=count + len(rows))
+            _MOVE_HEAD,
+            {"new_last_id": last_id, "new_hash": last_hash, "new_count": count + len(rows)},
         )
 
     def list(
@@ -240,15 +239,28 @@ class AuditLog:
 
 _RECORDS = cast(Table, AuditRecord.__table__)
 _HEAD = cast(Table, AuditHead.__table__)
+# Built once: every task record appends to the chain, and building a statement costs more
+# than running it on SQLite.
+_INSERT_RECORDS = insert(_RECORDS)
+_READ_HEAD = (
+    select(_HEAD.c.last_id, _HEAD.c.last_hash, _HEAD.c.count)
+    .where(_HEAD.c.id == _HEAD_ID)
+    .with_for_update()
+)
+_MOVE_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.id == _HEAD_ID)
+    .values(
+        last_id=bindparam("new_last_id"),
+        last_hash=bindparam("new_hash"),
+        count=bindparam("new_count"),
+    )
+)
 
 
 def _head(session: Session | Connection) -> tuple[int, str, int]:
     """The chain's head (last id, last hash, count), locked for this transaction."""
-    row = session.execute(
-        select(_HEAD.c.last_id, _HEAD.c.last_hash, _HEAD.c.count)
-        .where(_HEAD.c.id == _HEAD_ID)
-        .with_for_update()
-    ).first()
+    row = session.execute(_READ_HEAD).first()
     if row is None:  # a new catalog: the first append creates the head
         session.execute(insert(_HEAD).values(id=_HEAD_ID, last_id=0, last_hash="", count=0))
         return 0, "", 0

@@ -237,7 +237,8 @@ def test_short_tasks_wait_for_room_then_travel_in_bundles_each_with_its_outcome(
     assert executor.capacity() == 0
     assert executor.attach(futures[3].external_id) is futures[3]
     assert executor.cancel(futures[7].external_id)
-    time.sleep(0.5)
+    assert executor.attach(futures[7].external_id) is futures[7]
+    time.sleep(0.3)  # less than a held task waits for room
     assert journal_entries(journal) == [-1], "a task ran while Ray had no room"
     for blocker in blockers:
         blocker.cancel()
@@ -248,9 +249,44 @@ def test_short_tasks_wait_for_room_then_travel_in_bundles_each_with_its_outcome(
             assert result.external_id == future.external_id
             assert result.usage["wall_seconds"] < 1
     assert futures[7].cancelled()
+    tasks, bundles = executor.bundled
+    assert tasks == 39
+    assert bundles <= 20, "held tasks went one by one"
     executor.shutdown(wait=True)
     assert journal_entries(journal) == [-1, *(i for i in range(40) if i != 7)]
     assert executor.capacity() == 0
+
+
+def test_a_held_task_goes_after_a_while_even_if_ray_stays_full() -> None:
+    executor = backend_ray.make_executor(max_workers=1)
+    executor.submit(sleeper(0)).result(timeout=60)
+    blockers = fill_ray(executor)
+    held = executor.submit(sleeper(0, a=2))
+    assert held.external_id.startswith("ray:held-")
+    # The test session's Ray has more CPUs than max_workers: the bundle runs beside them.
+    assert held.result(timeout=60).output["slept_s"] == 0
+    assert not any(blocker.done() for blocker in blockers)
+    for blocker in blockers:
+        blocker.cancel()
+    executor.shutdown(wait=True)
+
+
+def test_what_ray_cannot_carry_is_refused_at_submit() -> None:
+    class Local(str):  # JSON takes it; pickle cannot find it
+        pass
+
+    executor = backend_ray.make_executor(max_workers=1)
+    executor.submit(sleeper(0)).result(timeout=60)
+    blockers = fill_ray(executor)
+    with pytest.raises(InvalidInput, match="kwargs"):  # would be held
+        executor.submit(sleeper(0, a=Local("x")))  # type: ignore[arg-type]
+    never_seen = TaskSpec(function=f"{FUNCTIONS}:quadratic", kwargs={"a": Local("x")})
+    with pytest.raises(InvalidInput, match="kwargs"):  # would be sent alone
+        executor.submit(never_seen)
+    assert executor.capacity() == 0  # the two blockers only
+    for blocker in blockers:
+        blocker.cancel()
+    executor.shutdown(wait=True)
 
 
 def test_only_functions_whose_calls_were_short_are_held(tmp_path: Path) -> None:
@@ -313,6 +349,10 @@ def test_a_bundle_that_runs_on_after_a_cancel_is_ended_and_its_tasks_fail_transi
         with contextlib.suppress(TransientFailure):
             assert other.result(timeout=60).output["slept_s"] == 0
     assert executor.capacity() == 1
+    blockers = fill_ray(executor)  # the function took long once: no longer bundled
+    assert not executor.submit(sleeper(0)).external_id.startswith("ray:held-")
+    for blocker in blockers:
+        blocker.cancel()
     executor.shutdown(wait=True)
 
 
