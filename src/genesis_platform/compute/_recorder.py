@@ -27,7 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, insert, update
+from sqlalchemy import Connection, Table, Update, bindparam, insert, update
+from sqlalchemy.exc import DBAPIError
 
 from genesis_platform.catalog.tables import TaskRow
 from genesis_platform.governance import Resource, ServiceContext
@@ -68,6 +69,7 @@ class Recorder:
         self._queued = 0  # batches asked for (a flush waits for this one)
         self._closed = False
         self._busy = False  # the last batch had more than one change
+        self._connection: Connection | None = None  # the writer thread's
         self._thread = threading.Thread(target=self._loop, name="genesis-task-records", daemon=True)
         self._thread.start()
 
@@ -138,6 +140,7 @@ class Recorder:
                 while (wait := self._wait_s()) is not None:
                     self._cond.wait(wait)
                 if self._closed and not (self._inserts or self._updates):
+                    self._disconnect()
                     return
                 if self._busy and self._inserts and self._written >= self._queued:
                     # Under load, let new rows gather: fewer, larger transactions.
@@ -170,38 +173,48 @@ class Recorder:
         left = self._updates_due - time.monotonic()
         return left if left > 0 else None
 
+    def _connect(self) -> Connection:
+        """The writer thread's connection, kept between batches.
+
+        A checkout from the pool costs more than a small batch's statements.
+        """
+        if self._connection is None or self._connection.invalidated:
+            self._disconnect()
+            self._connection = self._ctx.db.engine.connect()
+        return self._connection
+
+    def _disconnect(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            try:
+                connection.close()
+            except Exception:
+                _log.exception("closing the task records' connection failed")
+
     def _write(
         self, inserts: list[_Insert], updates: dict[int, dict[str, Any]], charges: list[Charge]
     ) -> bool:
         """One transaction; False (changes not written, to be retried) if it failed.
 
-        New rows that could not be written fail their tasks instead: those never ran.
+        New rows that could not be written fail their tasks instead: those never ran. A
+        connection the database dropped while idle (e.g. a PostgreSQL restart) is replaced
+        and the transaction tried once more, as the pool's pre-ping would have.
         """
         if not (inserts or updates):
             return True
-        ids: list[int] = []
         try:
-            with self._ctx.db.engine.begin() as connection:
-                if charges and self._allocations is not None:
-                    # First: allocation rows are locked before the audit head, as grants do.
-                    self._allocations.apply(connection, charges)
-                if inserts:
-                    rows = [i.values for i in inserts]
-                    ids = list(connection.scalars(_INSERT_TASKS, rows))
-                    self._ctx.audit.append_many(
-                        connection,
-                        self._ctx.principal,
-                        [
-                            ("run", Resource("site", row["site"]), {"task": task_id})
-                            for row, task_id in zip(rows, ids, strict=True)
-                        ],
-                    )
-                for keys, group in _by_keys(updates).items():  # an executemany per column set
-                    connection.execute(_update_statement(keys), group)
+            try:
+                ids = self._transaction(inserts, updates, charges)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                self._disconnect()
+                ids = self._transaction(inserts, updates, charges)
         except Exception as exc:
             _log.exception(
                 "task records not written: %d new, %d changed", len(inserts), len(updates)
             )
+            self._disconnect()  # the next batch starts on a fresh connection
             for pending in inserts:
                 _call(pending.fail, exc)
             return not updates
@@ -210,6 +223,36 @@ class Recorder:
         for pending, task_id in zip(inserts, ids, strict=True):
             _call(pending.then, task_id)
         return True
+
+    def _transaction(
+        self, inserts: list[_Insert], updates: dict[int, dict[str, Any]], charges: list[Charge]
+    ) -> list[int]:
+        """Write the batch in one transaction; the new rows' ids."""
+        ids: list[int] = []
+        connection = self._connect()
+        with connection.begin():
+            if charges and self._allocations is not None:
+                # First: allocation rows are locked before the audit head, as grants do.
+                self._allocations.apply(connection, charges)
+            if inserts:
+                rows = [i.values for i in inserts]
+                if len(rows) == 1:  # the usual case when idle: cheaper without RETURNING
+                    key = connection.execute(_INSERT_TASK, rows[0]).inserted_primary_key
+                    assert key is not None  # an INSERT of one row
+                    ids = [int(key[0])]
+                else:
+                    ids = list(connection.scalars(_INSERT_TASKS, rows))
+                self._ctx.audit.append_many(
+                    connection,
+                    self._ctx.principal,
+                    [
+                        ("run", Resource("site", row["site"]), {"task": task_id})
+                        for row, task_id in zip(rows, ids, strict=True)
+                    ],
+                )
+            for keys, group in _by_keys(updates).items():  # an executemany per column set
+                connection.execute(_update_statement(keys), group)
+        return ids
 
 
 def _call(callback: Callable[[Any], object], argument: Any) -> None:
@@ -226,6 +269,7 @@ _TASKS = cast(Table, TaskRow.__table__)
 # per-row bookkeeping costs more than SQLite itself; built once, as building one costs more
 # than running it.
 _INSERT_TASKS = insert(_TASKS).returning(_TASKS.c.id, sort_by_parameter_order=True)
+_INSERT_TASK = insert(_TASKS)
 
 
 def _by_keys(updates: Mapping[int, Mapping[str, Any]]) -> dict[frozenset[str], _Rows]:

@@ -890,6 +890,15 @@ class RayExecutor:
                 self._settle_one(future, error)
             if not oldest:
                 continue
+            if len(oldest) == 1:  # one call instead of a wait and a fetch: the round trip
+                try:
+                    value: object = ray.get(oldest[0].ref, timeout=_POLL_S)
+                except ray.exceptions.GetTimeoutError:
+                    continue
+                except Exception as exc:  # the task's error, or Ray's
+                    value = exc
+                self._settle(oldest, [value])
+                continue
             window = [ray_task.ref for ray_task in oldest]
             try:
                 ready, _ = ray.wait(window, num_returns=len(window) if busy else 1, timeout=_POLL_S)

@@ -37,6 +37,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         pytest.fail(message, pytrace=False)
     pytest.skip(message, allow_module_level=True)
 
+from genesis_platform.compute import ray as ray_module
 from genesis_platform.compute.ray import RayExecutor
 
 FUNCTIONS = "genesis_platform.testing.functions"
@@ -215,6 +216,16 @@ def sleeper(seconds: float, **kwargs: float) -> TaskSpec:
     )
 
 
+@pytest.fixture
+def lenient_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short call is one under 0.5 s, not 5 ms.
+
+    A call's wall time is what counts, and on a loaded machine even a no-op's exceeds 5 ms
+    now and then; these tests need to know which calls are short.
+    """
+    monkeypatch.setattr(ray_module, "_SHORT_S", 0.5)
+
+
 def fill_ray(executor: Executor) -> list[concurrent.futures.Future[object]]:
     """Put twice max_workers (1) long tasks in flight, so short ones wait in the executor."""
     return [executor.submit(sleeper(120)) for _ in range(2)]
@@ -225,6 +236,7 @@ def journal_entries(journal: Path) -> list[int]:
 
 
 def test_short_tasks_wait_for_room_then_travel_in_bundles_each_with_its_outcome(
+    lenient_short: None,
     tmp_path: Path,
 ) -> None:
     executor = backend_ray.make_executor(max_workers=1)
@@ -257,7 +269,9 @@ def test_short_tasks_wait_for_room_then_travel_in_bundles_each_with_its_outcome(
     assert executor.capacity() == 0
 
 
-def test_a_held_task_goes_after_a_while_even_if_ray_stays_full() -> None:
+def test_a_held_task_goes_after_a_while_even_if_ray_stays_full(
+    lenient_short: None,
+) -> None:
     executor = backend_ray.make_executor(max_workers=1)
     executor.submit(sleeper(0)).result(timeout=60)
     blockers = fill_ray(executor)
@@ -271,7 +285,9 @@ def test_a_held_task_goes_after_a_while_even_if_ray_stays_full() -> None:
     executor.shutdown(wait=True)
 
 
-def test_what_ray_cannot_carry_is_refused_at_submit() -> None:
+def test_what_ray_cannot_carry_is_refused_at_submit(
+    lenient_short: None,
+) -> None:
     class Local(str):  # JSON takes it; pickle cannot find it
         pass
 
@@ -289,7 +305,9 @@ def test_what_ray_cannot_carry_is_refused_at_submit() -> None:
     executor.shutdown(wait=True)
 
 
-def test_only_functions_whose_calls_were_short_are_held(tmp_path: Path) -> None:
+def test_only_functions_whose_calls_were_short_are_held(
+    lenient_short: None, tmp_path: Path
+) -> None:
     executor = backend_ray.make_executor(max_workers=1)
     blockers = fill_ray(executor)
     unseen = executor.submit(sleeper(0))  # never seen: sent to Ray's queue
@@ -307,7 +325,7 @@ def test_only_functions_whose_calls_were_short_are_held(tmp_path: Path) -> None:
     assert not executor.submit(with_walltime).external_id.startswith("ray:held-")
     for blocker in blockers:
         blocker.cancel()
-    executor.submit(sleeper(0.3)).result(timeout=60)  # no longer short
+    executor.submit(sleeper(2.0)).result(timeout=60)  # no longer short
     blockers = fill_ray(executor)
     assert not executor.submit(sleeper(0)).external_id.startswith("ray:held-")
     for blocker in blockers:
@@ -315,7 +333,9 @@ def test_only_functions_whose_calls_were_short_are_held(tmp_path: Path) -> None:
     executor.shutdown(wait=True)
 
 
-def test_without_bundles_every_task_is_sent(tmp_path: Path, executor: Executor) -> None:
+def test_without_bundles_every_task_is_sent(
+    lenient_short: None, tmp_path: Path, executor: Executor
+) -> None:
     alone = RayExecutor(max_workers=1, bundle=False)
     journal = tmp_path / "journal"
     alone.submit(journal_task(journal, 0)).result(timeout=60)
@@ -327,7 +347,9 @@ def test_without_bundles_every_task_is_sent(tmp_path: Path, executor: Executor) 
     assert journal_entries(journal) == [0, 1]
 
 
-def test_a_bundle_that_runs_on_after_a_cancel_is_ended_and_its_tasks_fail_transiently() -> None:
+def test_a_bundle_that_runs_on_after_a_cancel_is_ended_and_its_tasks_fail_transiently(
+    lenient_short: None,
+) -> None:
     executor = backend_ray.make_executor(max_workers=1)
     executor.submit(sleeper(0)).result(timeout=60)
     blockers = fill_ray(executor)

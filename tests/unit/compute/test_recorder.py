@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from genesis_platform import Platform
 from genesis_platform.catalog.tables import TaskRow, utcnow
 from genesis_platform.compute import _recorder
 from genesis_platform.compute._recorder import Recorder
 from genesis_platform.compute._serial import SerialWorker
+from tests.catalogs import PostgresServer
 
 
 def stored_name(platform: Platform, task_id: int) -> str | None:
@@ -118,3 +121,33 @@ def test_the_serial_worker_runs_calls_in_order_past_a_failing_one() -> None:
     assert seen == [1, 2]
     with pytest.raises(RuntimeError, match="after shutdown"):
         worker.submit(seen.append, 3)
+
+
+@pytest.fixture
+def pg_platform(
+    postgres_server: PostgresServer, genesis_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Platform]:
+    url = postgres_server.new_database(migrated=True)
+    monkeypatch.setenv("GENESIS_CATALOG_URL", url)
+    with Platform.open(genesis_home) as p:
+        yield p
+    postgres_server.drop_database(url)
+
+
+def test_a_connection_the_server_ended_is_replaced_and_no_record_is_lost(
+    pg_platform: Platform,
+) -> None:
+    writer = Recorder(pg_platform.tasks._ctx)
+    first = new_task(writer)  # the writer keeps its connection
+    with pg_platform._db.engine.connect() as connection:  # as a server restart would
+        ended = connection.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    assert ended >= 1
+    second = new_task(writer)
+    assert second > first
+    assert stored_name(pg_platform, second) == "first"
+    writer.close()
