@@ -111,6 +111,10 @@ class Recorder:
                 self._cond.notify()
             self._updates.setdefault(task_id, {}).update(values)
 
+    def is_writer_thread(self) -> bool:
+        """Whether the calling thread is the one that writes (its callbacks run there)."""
+        return threading.current_thread() is self._thread
+
     def flush(self) -> None:
         """Block until everything queued before this call is written.
 

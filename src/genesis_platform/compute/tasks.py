@@ -94,6 +94,8 @@ T = TypeVar("T")
 ACTIVE_STATES = ("new", "queued", "active")
 FINAL_STATES = ("completed", "failed", "canceled")
 _CANCEL_POLL_S = 0.5
+_QUICK_SUBMIT_KINDS = frozenset({"local", "ray"})
+"""Site kinds whose executors submit without waiting (a batch site's runs ``sbatch``)."""
 _LIST_CHUNK = 200
 """Rows read at a time by ``TaskService.list`` while it skips tasks the caller may not read."""
 _LIST_SCAN_MAX = 2_000
@@ -342,16 +344,29 @@ class TaskService:
         return tracked.result
 
     def _stored(self, tracked: _Tracked, task_id: int) -> None:
-        """The task's record committed: follow it, and dispatch it from the dispatch thread.
+        """The task's record committed: follow it, and dispatch it.
 
-        Runs on the records' thread, which must go on writing: submitting (an ``sbatch``)
-        and resolving futures (user callbacks) happen elsewhere.
+        Runs on the records' thread, which must go on writing: a task of a site whose
+        executor submits without waiting (local, Ray) is dispatched here, saving a thread's
+        wake-up in every round trip; others (an ``sbatch``) from the dispatch thread.
+        Resolving futures (user callbacks, which may wait for records) never happens here
+        (:meth:`_off_records`).
         """
         tracked.task_id = task_id
         with self._lock:
             self._tracked[task_id] = tracked
-        self._dispatcher.submit(self._dispatch, tracked)
+        if self._sites.config(tracked.site).kind in _QUICK_SUBMIT_KINDS:
+            self._dispatch(tracked)
+        else:
+            self._dispatcher.submit(self._dispatch, tracked)
         self._start_watcher()
+
+    def _off_records(self, call: Callable[..., object], *args: Any) -> None:
+        """``call(*args)``, on the dispatch thread if this is the records' thread."""
+        if self._recorder.is_writer_thread():
+            self._dispatcher.submit(call, *args)
+        else:
+            call(*args)
 
     def _not_stored(self, tracked: _Tracked, error: BaseException) -> None:
         """The record could not be written: the task never ran; fail its future."""
@@ -437,7 +452,7 @@ class TaskService:
             future = self._sites.executor(tracked.site).submit(spec)
         except Exception as exc:
             self._finish(tracked, "failed", error=_describe(exc))
-            _resolve(tracked, error=exc)
+            self._off_records(_resolve, tracked, None, exc)
             return
         with self._lock:  # against _cancel_tracked: one of the two stops this attempt
             tracked.current = future
@@ -452,7 +467,7 @@ class TaskService:
             _stop(future)
             return
         future.add_start_callback(lambda f: self._started(tracked, f))
-        future.add_done_callback(lambda f: self._done(tracked, f))
+        future.add_done_callback(lambda f: self._off_records(self._done, tracked, f))
         if tracked.result.cancelled():  # cancelled while it was being sent
             _stop(future)
 
