@@ -123,6 +123,7 @@ from typing import Any
 
 import ray
 import ray.exceptions
+import ray.util.client
 
 from genesis_platform.compute.local import (
     _FAILURE_TAIL_CHARS,
@@ -545,6 +546,8 @@ class RayExecutor:
         self._max_workers = max(1, cpus) if max_workers is None else max_workers
         self._forward_env = forward_env
         self._bundle = bundle
+        # Through Ray Client a ray.get that times out is slow (seconds, not its timeout).
+        self._client = bool(ray.util.client.ray.is_connected())  # type: ignore[no-untyped-call]
         self._shipped_env = dict(os.environ) if forward_env else None
         self._base_env = self._shipped_env or {}
         raw = _raw_environ()
@@ -890,7 +893,7 @@ class RayExecutor:
                 self._settle_one(future, error)
             if not oldest:
                 continue
-            if len(oldest) == 1:  # one call instead of a wait and a fetch: the round trip
+            if len(oldest) == 1 and not self._client:  # one call, not a wait and a fetch
                 try:
                     value: object = ray.get(oldest[0].ref, timeout=_POLL_S)
                 except ray.exceptions.GetTimeoutError:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from genesis_platform.compute.protocols import Executor, Resources, TaskSpec
+from genesis_platform.compute.protocols import Executor, Resources, TaskFuture, TaskSpec
 from genesis_platform.errors import ExecutorError, InvalidInput, TaskFailed, TransientFailure
 from tests.unit.compute import backend_ray
 
@@ -226,9 +226,21 @@ def lenient_short(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ray_module, "_SHORT_S", 0.5)
 
 
-def fill_ray(executor: Executor) -> list[concurrent.futures.Future[object]]:
+def fill_ray(executor: Executor) -> list[TaskFuture]:
     """Put twice max_workers (1) long tasks in flight, so short ones wait in the executor."""
     return [executor.submit(sleeper(120)) for _ in range(2)]
+
+
+def full_executor() -> tuple[Executor, list[TaskFuture]]:
+    """An executor (max_workers 1) that has seen ``sleep_then_return`` be short, Ray full."""
+    executor = backend_ray.make_executor(max_workers=1)
+    executor.submit(sleeper(0)).result(timeout=60)
+    return executor, fill_ray(executor)
+
+
+def release(blockers: list[TaskFuture]) -> None:
+    for blocker in blockers:
+        blocker.cancel()
 
 
 def journal_entries(journal: Path) -> list[int]:
@@ -240,6 +252,7 @@ def test_short_tasks_wait_for_room_then_travel_in_bundles_each_with_its_outcome(
     tmp_path: Path,
 ) -> None:
     executor = backend_ray.make_executor(max_workers=1)
+    assert isinstance(executor, RayExecutor)
     journal = tmp_path / "journal"
     executor.submit(journal_task(journal, -1)).result(timeout=60)  # now known to be short
     blockers = fill_ray(executor)
@@ -252,8 +265,7 @@ def test_short_tasks_wait_for_room_then_travel_in_bundles_each_with_its_outcome(
     assert executor.attach(futures[7].external_id) is futures[7]
     time.sleep(0.3)  # less than a held task waits for room
     assert journal_entries(journal) == [-1], "a task ran while Ray had no room"
-    for blocker in blockers:
-        blocker.cancel()
+    release(blockers)
     for i, future in enumerate(futures):
         if i != 7:
             result = future.result(timeout=60)
@@ -272,16 +284,13 @@ def test_short_tasks_wait_for_room_then_travel_in_bundles_each_with_its_outcome(
 def test_a_held_task_goes_after_a_while_even_if_ray_stays_full(
     lenient_short: None,
 ) -> None:
-    executor = backend_ray.make_executor(max_workers=1)
-    executor.submit(sleeper(0)).result(timeout=60)
-    blockers = fill_ray(executor)
+    executor, blockers = full_executor()
     held = executor.submit(sleeper(0, a=2))
     assert held.external_id.startswith("ray:held-")
     # The test session's Ray has more CPUs than max_workers: the bundle runs beside them.
     assert held.result(timeout=60).output["slept_s"] == 0
     assert not any(blocker.done() for blocker in blockers)
-    for blocker in blockers:
-        blocker.cancel()
+    release(blockers)
     executor.shutdown(wait=True)
 
 
@@ -291,17 +300,14 @@ def test_what_ray_cannot_carry_is_refused_at_submit(
     class Local(str):  # JSON takes it; pickle cannot find it
         pass
 
-    executor = backend_ray.make_executor(max_workers=1)
-    executor.submit(sleeper(0)).result(timeout=60)
-    blockers = fill_ray(executor)
+    executor, blockers = full_executor()
     with pytest.raises(InvalidInput, match="kwargs"):  # would be held
         executor.submit(sleeper(0, a=Local("x")))  # type: ignore[arg-type]
     never_seen = TaskSpec(function=f"{FUNCTIONS}:quadratic", kwargs={"a": Local("x")})
     with pytest.raises(InvalidInput, match="kwargs"):  # would be sent alone
         executor.submit(never_seen)
     assert executor.capacity() == 0  # the two blockers only
-    for blocker in blockers:
-        blocker.cancel()
+    release(blockers)
     executor.shutdown(wait=True)
 
 
@@ -312,8 +318,7 @@ def test_only_functions_whose_calls_were_short_are_held(
     blockers = fill_ray(executor)
     unseen = executor.submit(sleeper(0))  # never seen: sent to Ray's queue
     assert not unseen.external_id.startswith("ray:held-")
-    for blocker in blockers:
-        blocker.cancel()
+    release(blockers)
     unseen.result(timeout=60)
     blockers = fill_ray(executor)
     assert executor.submit(sleeper(0)).external_id.startswith("ray:held-")
@@ -323,13 +328,11 @@ def test_only_functions_whose_calls_were_short_are_held(
         resources=Resources(walltime_s=30),
     )
     assert not executor.submit(with_walltime).external_id.startswith("ray:held-")
-    for blocker in blockers:
-        blocker.cancel()
+    release(blockers)
     executor.submit(sleeper(2.0)).result(timeout=60)  # no longer short
     blockers = fill_ray(executor)
     assert not executor.submit(sleeper(0)).external_id.startswith("ray:held-")
-    for blocker in blockers:
-        blocker.cancel()
+    release(blockers)
     executor.shutdown(wait=True)
 
 
@@ -341,8 +344,7 @@ def test_without_bundles_every_task_is_sent(
     alone.submit(journal_task(journal, 0)).result(timeout=60)
     blockers = fill_ray(alone)
     assert not alone.submit(journal_task(journal, 1)).external_id.startswith("ray:held-")
-    for blocker in blockers:
-        blocker.cancel()
+    release(blockers)
     alone.shutdown(wait=True)
     assert journal_entries(journal) == [0, 1]
 
@@ -350,16 +352,13 @@ def test_without_bundles_every_task_is_sent(
 def test_a_bundle_that_runs_on_after_a_cancel_is_ended_and_its_tasks_fail_transiently(
     lenient_short: None,
 ) -> None:
-    executor = backend_ray.make_executor(max_workers=1)
-    executor.submit(sleeper(0)).result(timeout=60)
-    blockers = fill_ray(executor)
+    executor, blockers = full_executor()
     first = executor.submit(sleeper(0, a=1))
     stuck = executor.submit(sleeper(120))  # a short function's call that is not short
     # Two more: with 4 held and room for 1 or 2 Ray tasks, bundles hold 2 or more.
     others = [executor.submit(sleeper(0, a=i)) for i in range(2)]
     assert all(f.external_id.startswith("ray:held-") for f in [first, stuck, *others])
-    for blocker in blockers:
-        blocker.cancel()
+    release(blockers)
     time.sleep(1.0)  # the bundle is sent, and runs ``first`` then ``stuck``
     start = time.monotonic()
     assert stuck.cancel()
@@ -373,8 +372,7 @@ def test_a_bundle_that_runs_on_after_a_cancel_is_ended_and_its_tasks_fail_transi
     assert executor.capacity() == 1
     blockers = fill_ray(executor)  # the function took long once: no longer bundled
     assert not executor.submit(sleeper(0)).external_id.startswith("ray:held-")
-    for blocker in blockers:
-        blocker.cancel()
+    release(blockers)
     executor.shutdown(wait=True)
 
 
