@@ -202,7 +202,8 @@ class Recorder:
 
         New rows that could not be written fail their tasks instead: those never ran. A
         connection the database dropped while idle (e.g. a PostgreSQL restart) is replaced
-        and the transaction tried once more, as the pool's pre-ping would have.
+        and the transaction tried once more, as the pool's pre-ping would have; only when a
+        statement failed, never the commit (which the server may have done).
         """
         if not (inserts or updates):
             return True
@@ -210,8 +211,9 @@ class Recorder:
             try:
                 ids = self._transaction(inserts, updates, charges)
             except DBAPIError as exc:
-                if not exc.connection_invalidated:
+                if not exc.connection_invalidated or exc.statement is None:
                     raise
+                _log.warning("the task records' connection was lost (%s); reconnecting", exc.orig)
                 self._disconnect()
                 ids = self._transaction(inserts, updates, charges)
         except Exception as exc:
@@ -240,7 +242,7 @@ class Recorder:
                 self._allocations.apply(connection, charges)
             if inserts:
                 rows = [i.values for i in inserts]
-                if len(rows) == 1:  # the usual case when idle: cheaper without RETURNING
+                if len(rows) == 1:  # the usual case when idle: cheaper (on SQLite) so
                     key = connection.execute(_INSERT_TASK, rows[0]).inserted_primary_key
                     assert key is not None  # an INSERT of one row
                     ids = [int(key[0])]

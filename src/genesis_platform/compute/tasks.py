@@ -348,14 +348,19 @@ class TaskService:
 
         Runs on the records' thread, which must go on writing: a task of a site whose
         executor submits without waiting (local, Ray) is dispatched here, saving a thread's
-        wake-up in every round trip; others (an ``sbatch``) from the dispatch thread.
+        wake-up in every round trip (the first task of a local site waits here for its
+        process pool to start); others (an ``sbatch``) from the dispatch thread.
         Resolving futures (user callbacks, which may wait for records) never happens here
         (:meth:`_off_records`).
         """
         tracked.task_id = task_id
         with self._lock:
             self._tracked[task_id] = tracked
-        if self._sites.config(tracked.site).kind in _QUICK_SUBMIT_KINDS:
+        try:
+            quick = self._sites.config(tracked.site).kind in _QUICK_SUBMIT_KINDS
+        except Exception:  # e.g. the site was removed meanwhile: _dispatch records that
+            quick = False
+        if quick:
             self._dispatch(tracked)
         else:
             self._dispatcher.submit(self._dispatch, tracked)
