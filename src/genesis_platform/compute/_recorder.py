@@ -242,7 +242,7 @@ class Recorder:
                 self._allocations.apply(connection, charges)
             if inserts:
                 rows = [i.values for i in inserts]
-                if len(rows) == 1:  # the usual case when idle: cheaper (on SQLite) so
+                if len(rows) == 1:  # the usual case when idle: on SQLite, no RETURNING
                     key = connection.execute(_INSERT_TASK, rows[0]).inserted_primary_key
                     assert key is not None  # an INSERT of one row
                     ids = [int(key[0])]

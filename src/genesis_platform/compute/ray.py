@@ -72,12 +72,11 @@ Design choices:
   dropped; if the bundle is still in flight :data:`_STUCK_S` after the cancel (the
   cancelled call, or another, did not turn out short, or the bundle still waits in Ray's
   queue behind other work), it is ended (and the cancelled call's function no longer
-  counts as short), and its other tasks
-  fail with :class:`~genesis_platform.errors.TransientFailure` (a bundle returns its
-  outcomes when it ends; the site's policy retries them, so one that had run may run
-  again). A worker lost while running a bundle fails all of the bundle's tasks the same
-  way. A task sent alone that is queued is removed from Ray's
-  queue. A running callable is stopped by
+  counts as short), and its other tasks fail with
+  :class:`~genesis_platform.errors.TransientFailure` (a bundle returns its outcomes when
+  it ends; the site's policy retries them, so one that had run may run again). A worker
+  lost while running a bundle fails all of the bundle's tasks the same way. A task sent
+  alone that is queued is removed from Ray's queue. A running callable is stopped by
   killing its worker process (``ray.cancel(force=True)``: that also stops C code, and Ray
   kills the worker's child processes). A running command gets a ``KeyboardInterrupt`` in its
   worker (``ray.cancel(force=False)``), which kills the command's process group (its whole
@@ -218,9 +217,7 @@ def _make_entry(base_env: dict[str, str] | None, function: str | None) -> Callab
     """
 
     def finish(outcome: _Outcome) -> bytes:
-        o = outcome
-        fields = (o.output, o.error, o.traceback, o.logs, o.wall_seconds, o.core_seconds, o.pid)
-        return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(_outcome_fields(outcome), protocol=pickle.HIGHEST_PROTOCOL)
 
     if function is None:
 
@@ -244,15 +241,18 @@ def _make_bundle_entry(base_env: dict[str, str] | None) -> Callable[[bytes], byt
     """
 
     def run_genesis_bundle(works: bytes) -> bytes:
-        outcomes = []
-        for work in pickle.loads(works):
-            o = _run_in_worker(_Work(*pickle.loads(work)), base_env)
-            outcomes.append(
-                (o.output, o.error, o.traceback, o.logs, o.wall_seconds, o.core_seconds, o.pid)
-            )
+        outcomes = [
+            _outcome_fields(_run_in_worker(_Work(*pickle.loads(work)), base_env))
+            for work in pickle.loads(works)
+        ]
         return pickle.dumps(outcomes, protocol=pickle.HIGHEST_PROTOCOL)
 
     return run_genesis_bundle
+
+
+def _outcome_fields(o: _Outcome) -> tuple[object, ...]:
+    """An outcome as a tuple (what pickle makes and reads fastest); ``_Outcome(*it)`` again."""
+    return (o.output, o.error, o.traceback, o.logs, o.wall_seconds, o.core_seconds, o.pid)
 
 
 def _run_in_worker(work: _Work, base_env: dict[str, str] | None) -> _Outcome:
@@ -818,8 +818,7 @@ class RayExecutor:
             if held is not None:
                 self._recent[external_id] = held.task.future
                 self._trim_recent()
-                if not self._tasks and not self._held:
-                    self._drained.notify_all()
+                self._notify_if_drained()
                 ray_task = None
             else:
                 ray_task = self._tasks.get(external_id)
@@ -832,13 +831,11 @@ class RayExecutor:
         with contextlib.suppress(Exception):  # e.g. finished meanwhile, or Ray disconnected
             ray.cancel(ray_task.ref, force=not ray_task.tasks[0].is_command)
         if ray_task.tasks[0].is_command:
-            self._later(_CANCEL_GRACE_S, self._kill_worker, ray_task, external_id)
+            self._later(_CANCEL_GRACE_S, self._kill_worker, ray_task)
 
     @staticmethod
-    def _later(
-        delay_s: float, action: Callable[[_RayTask, str], None], ray_task: _RayTask, task_id: str
-    ) -> None:
-        timer = threading.Timer(delay_s, action, (ray_task, task_id))
+    def _later(delay_s: float, action: Callable[..., None], *args: object) -> None:
+        timer = threading.Timer(delay_s, action, args)
         timer.daemon = True
         timer.start()
 
@@ -854,9 +851,9 @@ class RayExecutor:
         for entry in ray_task.tasks:
             if entry.future.external_id == external_id and entry.function is not None:
                 self._note_duration(entry.function, _STUCK_S, at_least=True)
-        self._kill_worker(ray_task, external_id)
+        self._kill_worker(ray_task)
 
-    def _kill_worker(self, ray_task: _RayTask, _cancelled: str = "") -> None:
+    def _kill_worker(self, ray_task: _RayTask) -> None:
         """A cancelled command (or bundle) still runs: kill its worker (and its children)."""
         with self._lock:
             running = ray_task.ref in self._running
@@ -941,14 +938,18 @@ class RayExecutor:
                     self._recent[external_id] = entry.future
             self._trim_recent()
             refused = self._send_held()  # the freed room goes to held tasks first
-            if not self._tasks and not self._held:
-                self._drained.notify_all()
+            self._notify_if_drained()
         # After the slots are free, so capacity() is exact once result() returns.
         for entry, result, error in settled:
             entry.future.settle(result=result, error=error)
         for future, error in refused:
             self._settle_one(future, error)
         self._release_when_drained()
+
+    def _notify_if_drained(self) -> None:
+        """Wake ``shutdown(wait=True)`` once no task is in flight or held (lock held)."""
+        if not self._tasks and not self._held:
+            self._drained.notify_all()
 
     def _trim_recent(self) -> None:
         """Forget the oldest finished tasks beyond :data:`_RECENT_LIMIT` (lock held)."""
@@ -960,8 +961,7 @@ class RayExecutor:
         with self._lock:
             self._recent[future.external_id] = future
             self._trim_recent()
-            if not self._tasks and not self._held:
-                self._drained.notify_all()
+            self._notify_if_drained()
         future.settle(error=error)
         self._release_when_drained()
 

@@ -276,6 +276,8 @@ def test_short_tasks_wait_for_room_then_travel_in_bundles_each_with_its_outcome(
     tasks, bundles = executor.bundled
     assert tasks == 39
     assert bundles <= 20, "held tasks went one by one"
+    concurrent.futures.wait(blockers, timeout=60)
+    assert executor.capacity() == 1  # nothing held or in flight is counted any more
     executor.shutdown(wait=True)
     assert journal_entries(journal) == [-1, *(i for i in range(40) if i != 7)]
     assert executor.capacity() == 0
